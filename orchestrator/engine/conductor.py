@@ -1,0 +1,417 @@
+"""The conductor: applies one event to a run's state and returns the commands to carry out.
+
+It is pure: no broker, database or clock. The shell loads the state, calls ``start`` or
+``apply``, writes what changed and carries out the commands, all in one transaction. Events that
+do not match an execution in flight (a redelivered or stale completion) change nothing.
+
+Work inside one event is processed from a queue rather than by recursion, so a long chain of
+tasks that end at once (skips, template errors, empty with_items) cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .commands import Command, Dispatch, ExecutionEnded, ExecutionStarted, RunFinished, TaskEnded, VariablesSet
+from .errors import ExpressionError
+from .expressions import Evaluator
+from .graph import TaskNode, Transition
+from .state import FAILED, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution, WorkflowState
+from .validate import Workflow
+
+DEFAULT_EXECUTION_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Facts about the run that the shell supplies (the engine has no clock or ids of its own)."""
+
+    run_id: str
+    params: dict[str, Any]
+    started_at: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    execution_limit: int = DEFAULT_EXECUTION_LIMIT
+
+
+@dataclass
+class _Step:
+    """Work and output of one conductor call."""
+
+    commands: list[Command] = field(default_factory=list)
+    queue: deque = field(default_factory=deque)
+    changed_vars: dict[str, Any] = field(default_factory=dict)
+
+
+class Conductor:
+    def __init__(self, workflow: Workflow, run: RunInfo, evaluator: Evaluator | None = None):
+        self.workflow = workflow
+        self.graph = workflow.graph
+        self.run = run
+        self.evaluator = evaluator or Evaluator()
+
+    # Public API -----------------------------------------------------------------------------
+
+    def start(self) -> tuple[WorkflowState, list[Command]]:
+        """A new run: render `vars`, then request the entry tasks."""
+        state = WorkflowState()
+        step = _Step()
+        context = self._context(state)
+        for name, value in self.workflow.spec.vars.items():
+            try:
+                state.vars[name] = self.evaluator.render(value, context)
+            except ExpressionError as exc:
+                state.failure = f"vars.{name}: {exc}"
+                break
+            step.changed_vars[name] = state.vars[name]
+        if state.failure is None:
+            for name in self.graph.entry:
+                step.queue.append(("request", name, None))
+        self._drain(state, step)
+        return state, step.commands
+
+    def apply(self, state: WorkflowState, event: TaskEnded) -> list[Command]:
+        """Apply one completion to `state` (mutated in place); [] when it changes nothing."""
+        execution = state.active.get(event.seq)
+        if execution is None or state.status != RUNNING:
+            return []
+        if event.item is None:
+            if execution.items is not None or event.attempt != execution.attempt:
+                return []
+        elif execution.in_flight.get(event.item) != event.attempt:
+            return []
+        step = _Step()
+        if event.item is None:
+            step.queue.append(("ended", event.seq, event.status, event.result, event.error))
+        else:
+            self._item_ended(state, step, execution, event)
+        self._drain(state, step)
+        return step.commands
+
+    # The work loop ----------------------------------------------------------------------------
+
+    def _drain(self, state: WorkflowState, step: _Step) -> None:
+        while step.queue:
+            kind, *args = step.queue.popleft()
+            if kind == "request":
+                self._request(state, step, *args)
+            else:
+                self._ended(state, step, *args)
+        if step.changed_vars:
+            step.commands.append(VariablesSet(dict(step.changed_vars)))
+        self._mark_fan_ins(step)
+        self._maybe_finish(state, step)
+
+    def _request(self, state: WorkflowState, step: _Step, target: str, source: str | None) -> None:
+        if target == "fail":
+            if state.failure is None:
+                state.failure = f"workflow failed by the 'fail' command in task '{source}'"
+            return
+        if target in ("noop", "continue") or state.halted:
+            return
+        node = self.graph.nodes[target]
+        if node.spec.join is not None and not self._join_ready(state, node, source):
+            return
+        self._start_task(state, step, node)
+
+    def _join_ready(self, state: WorkflowState, node: TaskNode, source: str | None) -> bool:
+        """Record an arrival; True when the join fires. Each inbound task counts once; with
+        `join: N`, the arrivals of the branches that did not make the N are absorbed."""
+        join = state.joins.setdefault(node.name, {"arrived": [], "late": []})
+        if source in join["late"]:
+            join["late"].remove(source)
+            return False
+        if source not in join["arrived"]:
+            join["arrived"].append(source)
+        needed = len(node.inbound) if node.spec.join == "all" else node.spec.join
+        if len(join["arrived"]) < needed:
+            return False
+        join["late"] = sorted(node.inbound - set(join["arrived"]))
+        join["arrived"] = []
+        if not join["late"]:
+            del state.joins[node.name]
+        return True
+
+    def _start_task(self, state: WorkflowState, step: _Step, node: TaskNode) -> None:
+        if state.started >= self.run.execution_limit:
+            state.failure = (f"task execution limit of {self.run.execution_limit} reached "
+                             f"when starting task '{node.name}'")
+            return
+        seq = state.next_seq
+        state.next_seq += 1
+        state.started += 1
+        spec = node.spec
+        execution = Execution(seq, node.name)
+        state.active[seq] = execution
+        context = self._context(state, node.name)
+
+        def fail_now(field_name: str, exc: ExpressionError) -> None:
+            step.commands.append(ExecutionStarted(seq, node.name, 1))
+            step.queue.append(("ended", seq, FAILED, None, f"task '{node.name}': {field_name}: {exc}"))
+
+        if spec.when is not None:
+            try:
+                go = self.evaluator.truthy(spec.when, context)
+            except ExpressionError as exc:
+                return fail_now("when", exc)
+            if not go:
+                step.commands.append(ExecutionStarted(seq, node.name, 1))
+                step.queue.append(("ended", seq, SKIPPED, None, None))
+                return
+        if spec.with_items is None:
+            try:
+                payload = self.evaluator.render(spec.input, context)
+            except ExpressionError as exc:
+                return fail_now("input", exc)
+            step.commands.append(ExecutionStarted(seq, node.name, 1))
+            step.commands.append(self._dispatch(node, seq, 1, payload, countdown=spec.delay))
+            return
+        try:
+            items = self.evaluator.render(spec.with_items, context)
+        except ExpressionError as exc:
+            return fail_now("with_items", exc)
+        if not isinstance(items, list):
+            step.commands.append(ExecutionStarted(seq, node.name, 1))
+            step.queue.append(("ended", seq, FAILED, None,
+                               f"task '{node.name}': with_items must be a list, got {type(items).__name__}"))
+            return
+        if spec.batch_size > 1:
+            items = [items[i:i + spec.batch_size] for i in range(0, len(items), spec.batch_size)]
+        execution.items = items
+        step.commands.append(ExecutionStarted(seq, node.name, 1, items=len(items)))
+        if not items:
+            step.queue.append(("ended", seq, SUCCEEDED, [], None))
+            return
+        self._dispatch_items(state, step, node, execution, first=True)
+
+    def _concurrency(self, state: WorkflowState, node: TaskNode) -> int | None:
+        value = node.spec.concurrency
+        if isinstance(value, str):
+            value = self.evaluator.render(value, self._context(state, node.name))
+        return int(value) if value else None
+
+    def _dispatch_items(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution,
+                        first: bool = False) -> None:
+        try:
+            limit = self._concurrency(state, node) or len(execution.items)
+        except (ExpressionError, TypeError, ValueError) as exc:
+            execution.item_error = f"task '{node.name}': concurrency: {exc}"
+            execution.item_status = FAILED
+            limit = 0
+        while len(execution.in_flight) < limit and execution.next_item < len(execution.items):
+            index = execution.next_item
+            execution.next_item += 1
+            context = self._context(state, node.name, item=execution.items[index], index=index)
+            try:
+                payload = self.evaluator.render(node.spec.input, context)
+            except ExpressionError as exc:
+                execution.item_error = f"task '{node.name}': input of item {index}: {exc}"
+                execution.item_status = FAILED
+                break
+            execution.in_flight[index] = 1
+            step.commands.append(self._dispatch(node, execution.seq, 1, payload, item=index,
+                                                countdown=node.spec.delay if first else None))
+        if not execution.in_flight:
+            self._finish_items(step, execution)
+
+    def _item_ended(self, state: WorkflowState, step: _Step, execution: Execution, event: TaskEnded) -> None:
+        node = self.graph.nodes[execution.task]
+        index = event.item
+        attempt = execution.in_flight[index]
+        if event.status in TASK_FAILURES and self._should_retry(state, node, attempt, event.error):
+            context = self._context(state, node.name, item=execution.items[index], index=index)
+            payload = self._render_or_none(node.spec.input, context)
+            if payload is not None:
+                execution.in_flight[index] = attempt + 1
+                step.commands.append(self._dispatch(node, execution.seq, attempt + 1, payload, item=index,
+                                                    countdown=node.spec.retry.delay_before(attempt)))
+                return
+        del execution.in_flight[index]
+        if event.status in TASK_FAILURES:
+            execution.results[index] = event.error
+            if execution.item_error is None:
+                execution.item_error = f"item {index}: {event.error}"
+                execution.item_status = event.status
+        else:
+            execution.results[index] = event.result
+        if execution.item_error is None:
+            self._dispatch_items(state, step, node, execution)
+        elif not execution.in_flight:
+            self._finish_items(step, execution)
+
+    def _finish_items(self, step: _Step, execution: Execution) -> None:
+        done = execution.item_error is None and execution.next_item >= len(execution.items)
+        if execution.in_flight or not (done or execution.item_error):
+            return
+        results = [execution.results[i] for i in sorted(execution.results)]
+        if execution.item_error is None:
+            step.queue.append(("ended", execution.seq, SUCCEEDED, results, None))
+        else:
+            step.queue.append(("ended", execution.seq, execution.item_status or FAILED, results, execution.item_error))
+
+    def _ended(self, state: WorkflowState, step: _Step, seq: int, status: str, result: Any, error: str | None) -> None:
+        execution = state.active.get(seq)
+        if execution is None:
+            return
+        node = self.graph.nodes[execution.task]
+        if (execution.items is None and status in TASK_FAILURES
+                and self._should_retry(state, node, execution.attempt, error)):
+            payload = self._render_or_none(node.spec.input, self._context(state, node.name))
+            if payload is not None:
+                step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status, None, error))
+                execution.attempt += 1
+                step.commands.append(ExecutionStarted(seq, node.name, execution.attempt))
+                step.commands.append(self._dispatch(node, seq, execution.attempt, payload,
+                                                    countdown=node.spec.retry.delay_before(execution.attempt - 1)))
+                return
+        del state.active[seq]
+        outcome = result if status not in TASK_FAILURES else error
+        step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status,
+                                            result if status not in TASK_FAILURES else (result if execution.items is not None else None),
+                                            error))
+        state.tasks[node.name] = {"status": status, "result": outcome, "error": error,
+                                  "attempts": execution.attempt, "seq": seq}
+        context = self._context(state, node.name, status=status, result=outcome)
+        try:
+            fired = [tr for tr in node.transitions if self._fires(tr, status, context)]
+        except _TransitionError as exc:
+            state.failure = state.failure or str(exc)
+            return
+        for transition in fired:
+            for name, template in transition.publish:
+                try:
+                    value = self.evaluator.render(template, context)
+                except ExpressionError as exc:
+                    state.failure = state.failure or f"task '{node.name}': publish {name}: {exc}"
+                    return
+                state.vars[name] = value
+                step.changed_vars[name] = value
+            for target in transition.do:
+                step.queue.append(("request", target, node.name))
+        if status in TASK_FAILURES and not fired and state.failure is None:
+            verb = "timed out" if status == TIMED_OUT else "failed"
+            state.failure = f"task '{node.name}' {verb}: {error}"
+
+    def _fires(self, transition: Transition, status: str, context: dict[str, Any]) -> bool:
+        if transition.on is not None and transition.on != status:
+            return False
+        try:
+            if transition.when is not None and not self.evaluator.truthy(transition.when, context):
+                return False
+            return not any(self.evaluator.truthy(u, context) for u in transition.unless)
+        except ExpressionError as exc:
+            raise _TransitionError(f"task '{context['system']['task_name']}': "
+                                   f"next[{transition.index}].when: {exc}") from None
+
+    def _should_retry(self, state: WorkflowState, node: TaskNode, attempt: int, error: str | None) -> bool:
+        retry = node.spec.retry
+        if retry is None or attempt > retry.count:
+            return False
+        if retry.when is None:
+            return True
+        context = self._context(state, node.name, status=FAILED, result=error)
+        try:
+            return self.evaluator.truthy(retry.when, context)
+        except ExpressionError:
+            return False
+
+    def _render_or_none(self, value: Any, context: dict[str, Any]) -> Any:
+        """Input for a retry; None (no retry) when it no longer renders."""
+        try:
+            return self.evaluator.render(value, context)
+        except ExpressionError:
+            return None
+
+    def _maybe_finish(self, state: WorkflowState, step: _Step) -> None:
+        if state.status != RUNNING or state.active:
+            return
+        if state.failure is None:
+            waiting = {name: join for name, join in state.joins.items() if join["arrived"]}
+            for name, join in sorted(waiting.items()):
+                missing = sorted(self.graph.nodes[name].inbound - set(join["arrived"]))
+                state.failure = (f"join '{name}' can no longer be satisfied: arrived from "
+                                 f"{', '.join(join['arrived'])}; never from {', '.join(missing)}")
+                break
+        status = FAILED if state.failure else SUCCEEDED
+        output, error = None, state.failure
+        try:
+            output = self.evaluator.render(self.workflow.spec.output_map, self._context(state)) \
+                if self.workflow.spec.output_map else None
+        except ExpressionError as exc:
+            status = FAILED
+            error = f"{error}; output_map: {exc}" if error else f"output_map: {exc}"
+        state.status = status
+        state.failure = error
+        step.commands.append(RunFinished(status, output, error))
+
+    # Helpers ----------------------------------------------------------------------------------
+
+    def _dispatch(self, node: TaskNode, seq: int, attempt: int, payload: Any, item: int | None = None,
+                  countdown: float | None = None) -> Dispatch:
+        return Dispatch(seq=seq, task=node.name, action=node.spec.action, input=payload, attempt=attempt,
+                        item=item, queue=node.spec.queue, timeout=node.spec.timeout,
+                        countdown=countdown or None)
+
+    def _mark_fan_ins(self, step: _Step) -> None:
+        """Calls that went out together and all lead into one place become one fan-in:
+        the items of a with_items task dispatched at once, or sibling tasks that go straight
+        into the same join."""
+        groups: dict[str, list[int]] = {}
+        for i, command in enumerate(step.commands):
+            if not isinstance(command, Dispatch) or command.countdown:
+                continue
+            node = self.graph.nodes[command.task]
+            if node.spec.retry is not None:
+                continue
+            if command.item is not None:
+                groups.setdefault(f"items:{command.seq}", []).append(i)
+                continue
+            targets = node.targets
+            if len(targets) == 1 and all(self.graph.nodes[t].spec.join == "all" for t in targets):
+                groups.setdefault(f"join:{next(iter(targets))}", []).append(i)
+        for key, indexes in groups.items():
+            if len(indexes) < 2:
+                continue
+            if key.startswith("items:"):
+                execution_items = step.commands[indexes[0]]
+                total = self._item_total(step, execution_items.seq)
+                if total is None or len(indexes) != total:
+                    continue
+            for i in indexes:
+                step.commands[i] = replace(step.commands[i], barrier=key)
+
+    @staticmethod
+    def _item_total(step: _Step, seq: int) -> int | None:
+        for command in step.commands:
+            if isinstance(command, ExecutionStarted) and command.seq == seq:
+                return command.items
+        return None
+
+    def _context(self, state: WorkflowState, task: str | None = None, *, status: str | None = None,
+                 result: Any = None, item: Any = None, index: int | None = None) -> dict[str, Any]:
+        attempt = 1
+        if task is not None:
+            for execution in state.active.values():
+                if execution.task == task:
+                    attempt = execution.attempt
+        context = {
+            "parameters": self.run.params,
+            "workflow": state.vars, "vars": state.vars, "variables": state.vars,
+            "task": state.tasks, "tasks": state.tasks,
+            "config": self.run.config,
+            "system": {"workflow_id": self.run.run_id, "workflow_name": self.graph.name,
+                       "workflow_start": self.run.started_at, "task_name": task, "attempt": attempt},
+            "succeeded": lambda: status == SUCCEEDED,
+            "failed": lambda: status == FAILED,
+            "timed_out": lambda: status == TIMED_OUT,
+            "result": lambda: result,
+        }
+        if index is not None:
+            context["item"] = item
+            context["index"] = index
+        return context
+
+
+class _TransitionError(Exception):
+    pass

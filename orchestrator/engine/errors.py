@@ -1,0 +1,49 @@
+"""Errors the engine reports: validation problems that name their place, and expression failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow file, at a place (1-based line and column when known)."""
+
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def render(self, source: str) -> str:
+        if self.line is None:
+            return f"{source}: {self.message}"
+        return f"{source}:{self.line}:{self.column or 1}: {self.message}"
+
+
+class WorkflowInvalid(Exception):
+    """A workflow file that cannot run; carries every problem found, not only the first."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = sorted(problems, key=lambda p: (p.line or 0, p.column or 0, p.message))
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.source) for p in self.problems]
+
+
+class ParametersInvalid(Exception):
+    """Run parameters that do not match the workflow's parameter schema (every problem listed)."""
+
+    def __init__(self, workflow: str, problems: list[str]):
+        self.workflow = workflow
+        self.problems = problems
+        super().__init__(f"invalid parameters for workflow '{workflow}': " + "; ".join(problems))
+
+
+class ExpressionError(Exception):
+    """A template that could not be compiled or rendered; the message names the expression."""
+
+    def __init__(self, expression: str, reason: str):
+        self.expression = expression
+        self.reason = reason
+        super().__init__(f"{reason} in expression {expression!r}")

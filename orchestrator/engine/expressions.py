@@ -1,0 +1,131 @@
+"""Sandboxed, type-preserving Jinja2 expressions.
+
+A string that is exactly one ``{{ ... }}`` evaluates to the expression's own value (a list stays a
+list); any other string with template syntax renders to text. Maps and lists render recursively.
+Compiled templates are cached per source string, because compiling costs ~80x rendering.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from .errors import ExpressionError
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<body>.*)\}\}\s*$", re.DOTALL)
+_HAS_TEMPLATE = re.compile(r"\{\{|\{%|\{#")
+
+
+def _length(value: Any) -> int:
+    return len(value)
+
+
+class Evaluator:
+    """Compiles and evaluates workflow templates in a sandbox; one instance per process is enough."""
+
+    def __init__(self) -> None:
+        self.env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self.env.globals["length"] = _length
+        self.env.filters["length"] = _length
+        self._cache: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+
+    @staticmethod
+    def is_template(value: Any) -> bool:
+        return isinstance(value, str) and _HAS_TEMPLATE.search(value) is not None
+
+    def compile(self, source: str) -> Callable[[Mapping[str, Any]], Any]:
+        """Return a callable ``context -> value``; raises ExpressionError on bad syntax."""
+        compiled = self._cache.get(source)
+        if compiled is not None:
+            return compiled
+        single = _SINGLE_EXPRESSION.match(source)
+        try:
+            if single and "}}" not in single.group("body") and "{{" not in single.group("body"):
+                expression = self.env.compile_expression(single.group("body"), undefined_to_none=False)
+                compiled = expression
+            else:
+                template = self.env.from_string(source)
+                compiled = template.render
+        except TemplateSyntaxError as exc:
+            raise ExpressionError(source, f"syntax error: {exc.message}") from None
+        self._cache[source] = compiled
+        return compiled
+
+    def check_syntax(self, source: str) -> str | None:
+        """The syntax error of a template, or None when it compiles."""
+        try:
+            self.compile(source)
+        except ExpressionError as exc:
+            return exc.reason
+        return None
+
+    def evaluate(self, source: str, context: Mapping[str, Any]) -> Any:
+        """Evaluate one template string (non-template strings come back unchanged)."""
+        if not self.is_template(source):
+            return source
+        compiled = self.compile(source)
+        try:
+            value = _plain(compiled(context))
+        except UndefinedError as exc:
+            raise ExpressionError(source, f"undefined: {exc.message}") from None
+        except SecurityError as exc:
+            raise ExpressionError(source, f"not allowed: {exc}") from None
+        except ExpressionError:
+            raise
+        except Exception as exc:  # any error raised by user expression code
+            raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from None
+        return value
+
+    def render(self, value: Any, context: Mapping[str, Any]) -> Any:
+        """Render templates recursively through maps and lists, keys included."""
+        if isinstance(value, str):
+            return self.evaluate(value, context)
+        if isinstance(value, dict):
+            return {self.render(k, context): self.render(v, context) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v, context) for v in value]
+        return value
+
+    def truthy(self, source: Any, context: Mapping[str, Any]) -> bool:
+        """A `when` condition: a template evaluated for truth, or a plain boolean."""
+        value = self.render(source, context)
+        if isinstance(value, str):
+            return value.strip().lower() not in ("", "false", "0", "none", "null", "no")
+        return bool(value)
+
+    def templates_in(self, value: Any) -> list[str]:
+        """Every template string inside a value (for syntax checks)."""
+        found: list[str] = []
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if self.is_template(item):
+                    found.append(item)
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return found
+
+
+def _plain(value: Any) -> Any:
+    """Turn Jinja's lazy results (generators from filters like map) into JSON-friendly values.
+
+    An Undefined that reached here (a missing name, or an attribute the sandbox hid) raises.
+    """
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__iter__") and hasattr(value, "__next__"):
+        return [_plain(v) for v in value]
+    return value

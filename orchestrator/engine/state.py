@@ -1,0 +1,72 @@
+"""A run's state as the conductor sees it: plain data that round-trips through JSON.
+
+The state holds only what decisions need: the executions in flight, the latest outcome of each
+task, join arrivals, counters and workflow variables. Finished executions leave it, so its size
+does not grow with a run's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+SKIPPED = "skipped"
+CANCELED = "canceled"
+
+TASK_FAILURES = frozenset({FAILED, TIMED_OUT})
+RUN_TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+
+
+@dataclass
+class Execution:
+    """One task execution in flight. A with_items execution tracks its items' progress."""
+
+    seq: int
+    task: str
+    attempt: int = 1
+    items: list[Any] | None = None
+    next_item: int = 0
+    in_flight: dict[int, int] = field(default_factory=dict)  # item index -> attempt
+    results: dict[int, Any] = field(default_factory=dict)
+    item_error: str | None = None
+    item_status: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Execution":
+        data = dict(data)
+        data["in_flight"] = {int(k): v for k, v in data.get("in_flight", {}).items()}
+        data["results"] = {int(k): v for k, v in data.get("results", {}).items()}
+        return cls(**data)
+
+
+@dataclass
+class WorkflowState:
+    status: str = RUNNING
+    next_seq: int = 1
+    started: int = 0
+    active: dict[int, Execution] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    joins: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    failure: str | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def halted(self) -> bool:
+        """No new task may start: the run failed, or is ending."""
+        return self.failure is not None or self.status != RUNNING
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but `vars`, which the store keeps as rows of their own."""
+        data = asdict(self)
+        data.pop("vars")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], variables: dict[str, Any] | None = None) -> "WorkflowState":
+        data = dict(data)
+        data["active"] = {int(k): Execution.from_dict(v) for k, v in data.get("active", {}).items()}
+        return cls(**data, vars=dict(variables or {}))

@@ -1,0 +1,129 @@
+"""Semantic checks over a parsed workflow; every problem is reported at once with its place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from jsonschema import Draft202012Validator
+
+from .errors import Problem, WorkflowInvalid
+from .expressions import Evaluator
+from .graph import WorkflowGraph, build_graph
+from .loader import Positions
+from .spec import ENGINE_COMMANDS, WorkflowSpec, parse_workflow
+
+RESERVED_NAMES = ENGINE_COMMANDS
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A validated workflow: its spec, its graph and its source text (stored with each run)."""
+
+    spec: WorkflowSpec
+    graph: WorkflowGraph
+    text: str
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+
+def load_workflow(
+    text: str,
+    source: str = "<workflow>",
+    default_name: str | None = None,
+    evaluator: Evaluator | None = None,
+    action_exists: Callable[[str], bool] | None = None,
+) -> Workflow:
+    """Parse and validate a workflow file's text; raises WorkflowInvalid listing every problem."""
+    spec, positions = parse_workflow(text, source, default_name)
+    graph = build_graph(spec)
+    problems = check(graph, positions, evaluator or Evaluator(), action_exists)
+    if problems:
+        raise WorkflowInvalid(source, problems)
+    return Workflow(spec, graph, text, source)
+
+
+def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
+          action_exists: Callable[[str], bool] | None = None) -> list[Problem]:
+    spec = graph.spec
+    problems: list[Problem] = []
+    at = positions.problem
+    seen: dict[str, int] = {}
+    for i, task in enumerate(spec.tasks):
+        if task.name in seen:
+            problems.append(at(("tasks", i, "name"), f"duplicate task name '{task.name}' (first at tasks[{seen[task.name]}])"))
+        else:
+            seen[task.name] = i
+        if task.name in RESERVED_NAMES:
+            problems.append(at(("tasks", i, "name"), f"task name '{task.name}' is reserved for an engine command"))
+        if action_exists is not None and not action_exists(task.action):
+            problems.append(at(("tasks", i, "action"), f"task '{task.name}': unknown action '{task.action}'"))
+
+    for node in graph.nodes.values():
+        for tr in node.transitions:
+            for target in tr.do:
+                if target not in graph.nodes and target not in ENGINE_COMMANDS:
+                    problems.append(at(tr.path, f"task '{node.name}': transition to unknown task '{target}'"))
+        join = node.spec.join
+        base = ("tasks", node.position, "join")
+        if join is not None and len(node.inbound) < 2:
+            problems.append(at(base, f"task '{node.name}': join needs at least two inbound tasks, it has {len(node.inbound)}"))
+        elif isinstance(join, int) and join > len(node.inbound):
+            problems.append(at(base, f"task '{node.name}': join {join} exceeds its {len(node.inbound)} inbound tasks"))
+
+    if not graph.entry:
+        problems.append(at(("tasks",), "no entry task: every task is the target of a transition"))
+    else:
+        reachable = graph.reachable()
+        for node in graph.nodes.values():
+            if node.name not in reachable:
+                problems.append(at(("tasks", node.position, "name"), f"task '{node.name}' is unreachable from the entry tasks"))
+
+    for path, value in _template_fields(spec):
+        for template in evaluator.templates_in(value):
+            reason = evaluator.check_syntax(template)
+            if reason:
+                problems.append(at(path, f"{_label(path)}: bad template {template!r}: {reason}"))
+
+    for name, param in spec.parameters.items():
+        path = ("parameters", name)
+        if param.default is not None:
+            for error in Draft202012Validator(param.json_schema()).iter_errors(param.default):
+                problems.append(at(path + ("default",), f"parameter '{name}': default {error.message}"))
+        if param.items is not None:
+            try:
+                Draft202012Validator.check_schema({"type": "array", "items": param.items})
+            except Exception as exc:  # jsonschema's SchemaError carries a readable message
+                problems.append(at(path + ("items",), f"parameter '{name}': bad items schema: {getattr(exc, 'message', exc)}"))
+    return problems
+
+
+def _template_fields(spec: WorkflowSpec) -> list[tuple[tuple[Any, ...], Any]]:
+    fields: list[tuple[tuple[Any, ...], Any]] = []
+    for name, value in spec.vars.items():
+        fields.append((("vars", name), value))
+    for name, value in spec.output_map.items():
+        fields.append((("output_map", name), value))
+    for i, task in enumerate(spec.tasks):
+        base = ("tasks", i)
+        for key in ("input", "with_items", "concurrency", "when"):
+            fields.append((base + (key,), getattr(task, key)))
+        if task.retry is not None:
+            fields.append((base + ("retry", "when"), task.retry.when))
+        for j, entry in enumerate(task.next):
+            fields.append((base + ("next", j, "when"), entry.when))
+            for k, (_, value) in enumerate(entry.publish):
+                fields.append((base + ("next", j, "publish", k), value))
+        for j, decision in enumerate(task.decision or []):
+            fields.append((base + ("decision", j, "when"), decision.when))
+    return fields
+
+
+def _label(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,406 @@
+"""The conductor's behaviour, construct by construct, through in-process rehearsal."""
+
+import pytest
+
+from orchestrator.engine.commands import Dispatch, TaskEnded
+from orchestrator.engine.conductor import Conductor, RunInfo
+from orchestrator.engine.state import WorkflowState
+
+from .helpers import run, wf
+
+SEQUENTIAL = """
+version: "1.0"
+parameters:
+  who: {type: string, default: world}
+vars:
+  greeting: "hello {{ parameters.who }}"
+tasks:
+  - name: a
+    action: core.echo
+    input: {message: "{{ workflow.greeting }}"}
+    next:
+      - when: "{{ succeeded() }}"
+        publish: [{first: "{{ result().message }}"}, {again: "{{ workflow.first }}!"}]
+        do: b
+  - name: b
+    action: core.echo
+    input: {message: "{{ workflow.again }}", n: "{{ 40 + 2 }}"}
+output_map:
+  out: "{{ task.b.result }}"
+  first: "{{ workflow.first }}"
+"""
+
+
+def test_sequence_publish_and_output():
+    r = run(SEQUENTIAL, {"who": "bob"})
+    assert r.status == "succeeded", r.error
+    assert r.sequence == ["a", "b"]
+    assert r.output == {"out": {"message": "hello bob!", "n": 42}, "first": "hello bob"}
+
+
+def test_unhandled_failure_fails_workflow_and_stops_new_tasks():
+    r = run(SEQUENTIAL, a=RuntimeError("boom"))
+    assert r.status == "failed"
+    assert r.sequence == ["a"]
+    assert "task 'a' failed: boom" in r.error
+    # output_map is rendered best effort on failure; here it cannot be (b never ran)
+    assert "output_map" in r.error
+
+
+HANDLED = """
+version: "1.0"
+tasks:
+  - name: a
+    action: core.fail
+    next:
+      - when: "{{ failed() }}"
+        publish: [{why: "{{ result() }}"}]
+        do: [recover]
+  - name: recover
+    action: core.echo
+output_map: {why: "{{ workflow.why }}"}
+"""
+
+
+def test_handled_failure_lets_workflow_succeed():
+    r = run(HANDLED, a=RuntimeError("disk full"))
+    assert r.status == "succeeded"
+    assert r.sequence == ["a", "recover"]
+    assert r.output == {"why": "disk full"}
+
+
+def test_several_transitions_fire_in_order():
+    r = run("""
+    version: "1.0"
+    vars: {log: []}
+    tasks:
+      - name: a
+        action: x
+        next:
+          - publish: {x: 1}
+            do: b
+          - when: "{{ succeeded() }}"
+            publish: {x: "{{ workflow.x + 1 }}"}
+            do: c
+          - when: "{{ failed() }}"
+            do: d
+      - {name: b, action: x}
+      - {name: c, action: x}
+      - {name: d, action: x}
+    output_map: {x: "{{ workflow.x }}"}
+    """)
+    assert r.sequence == ["a", "b", "c"]
+    assert r.output == {"x": 2}
+
+
+def test_when_sees_context_at_end_not_sibling_publish():
+    r = run("""
+    version: "1.0"
+    vars: {flag: false}
+    tasks:
+      - name: a
+        action: x
+        next:
+          - publish: {flag: true}
+          - when: "{{ workflow.flag }}"
+            do: b
+      - {name: b, action: x}
+    """)
+    assert r.sequence == ["a"]
+
+
+PARALLEL_JOIN = """
+version: "1.0"
+tasks:
+  - name: start
+    action: x
+    next: [{do: [b1, b2, b3]}]
+  - {name: b1, action: x, next: [{when: "{{ succeeded() }}", do: join}]}
+  - {name: b2, action: x, next: [{when: "{{ succeeded() }}", do: join}]}
+  - {name: b3, action: x, next: [{when: "{{ succeeded() }}", do: join}]}
+  - name: join
+    action: x
+    join: all
+"""
+
+
+def test_join_all_runs_once_after_every_branch():
+    r = run(PARALLEL_JOIN)
+    assert r.status == "succeeded"
+    assert r.sequence == ["start", "b1", "b2", "b3", "join"]
+
+
+def test_join_with_a_failed_branch_fails_naming_the_task():
+    r = run(PARALLEL_JOIN, b2=RuntimeError("nope"))
+    assert r.status == "failed"
+    assert "join" not in r.sequence
+    assert "task 'b2' failed: nope" in r.error
+
+
+def test_join_that_can_never_be_satisfied_names_missing_branches():
+    text = PARALLEL_JOIN.replace('{name: b2, action: x, next: [{when: "{{ succeeded() }}", do: join}]}',
+                                 '{name: b2, action: x, next: [{when: "{{ succeeded() }}", do: join}, {when: "{{ failed() }}", do: noop}]}')
+    r = run(text, b2=RuntimeError("nope"))
+    assert r.status == "failed"
+    assert "join 'join' can no longer be satisfied" in r.error
+    assert "never from b2" in r.error
+
+
+def test_join_n_runs_once_when_n_arrived():
+    r = run(PARALLEL_JOIN.replace("join: all", "join: 2"))
+    assert r.sequence.count("join") == 1
+    assert r.status == "succeeded"
+
+
+def test_split_runs_target_once_per_arrival():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, next: [{do: [b, c]}]}
+      - {name: b, action: x, next: [{do: d}]}
+      - {name: c, action: x, next: [{do: d}]}
+      - {name: d, action: x, next: [{do: e}]}
+      - {name: e, action: x}
+    """)
+    assert r.sequence == ["a", "b", "c", "d", "d", "e", "e"]
+
+
+def test_fail_command_fails_workflow_after_running_siblings():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, next: [{do: [log, fail]}]}
+      - {name: log, action: x}
+    """)
+    assert r.status == "failed"
+    assert r.sequence == ["a", "log"]
+    assert "'fail' command in task 'a'" in r.error
+
+
+def test_noop_handles_failure():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, next: [{when: "{{ failed() }}", do: noop}]}
+    """, a=RuntimeError("x"))
+    assert r.status == "succeeded"
+
+
+def test_timeout_is_not_a_failure_for_failed():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - name: a
+        action: x
+        next:
+          - {when: "{{ failed() }}", do: f}
+          - {when: "{{ timed_out() }}", do: t}
+      - {name: f, action: x}
+      - {name: t, action: x}
+    """, a="timeout")
+    assert r.sequence == ["a", "t"]
+    assert r.status == "succeeded"
+
+
+def test_unhandled_timeout_fails_workflow():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x}
+    """, a="timeout")
+    assert r.status == "failed" and "timed out" in r.error
+
+
+def test_legacy_transitions_normalised():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, on_success: b, on_failure: "c, d", on_complete: [e]}
+      - {name: b, action: x}
+      - {name: c, action: x}
+      - {name: d, action: x}
+      - {name: e, action: x}
+    """, a=RuntimeError("x"))
+    assert r.sequence == ["a", "c", "d", "e"]
+
+
+def test_decision_is_first_match_with_default():
+    text = """
+    version: "1.0"
+    parameters: {n: {type: integer}}
+    tasks:
+      - name: a
+        action: x
+        decision:
+          - {when: "{{ parameters.n > 10 }}", next: big}
+          - {when: "{{ parameters.n > 5 }}", next: medium}
+          - {default: small}
+      - {name: big, action: x}
+      - {name: medium, action: x}
+      - {name: small, action: x}
+    """
+    assert run(text, {"n": 20}).sequence == ["a", "big"]
+    assert run(text, {"n": 7}).sequence == ["a", "medium"]
+    assert run(text, {"n": 1}).sequence == ["a", "small"]
+
+
+def test_template_error_in_input_fails_task_naming_field_and_expression():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, input: {m: "{{ workflow.nope }}"}}
+    """)
+    assert r.status == "failed"
+    assert "task 'a': input:" in r.error and "workflow.nope" in r.error
+
+
+def test_template_error_in_vars_fails_at_start():
+    r = run("""
+    version: "1.0"
+    vars: {v: "{{ parameters.missing }}"}
+    tasks:
+      - {name: a, action: x}
+    """)
+    assert r.status == "failed" and r.sequence == [] and "vars.v" in r.error
+
+
+def test_cycle_iterates_with_new_executions():
+    r = run("""
+    version: "1.0"
+    vars: {i: 0}
+    tasks:
+      - name: init
+        action: x
+        next: [{do: step}]
+      - name: step
+        action: x
+        next:
+          - publish: {i: "{{ workflow.i + 1 }}"}
+          - when: "{{ workflow.i < 4 }}"
+            do: step
+    output_map: {i: "{{ workflow.i }}"}
+    """)
+    # `when` sees the context as the task ended, before this completion's publish
+    assert r.sequence == ["init"] + ["step"] * 5
+    assert r.output == {"i": 5}
+
+
+def test_execution_limit_ends_runaway_loop():
+    text = """
+    version: "1.0"
+    tasks:
+      - {name: init, action: x, next: [{do: spin}]}
+      - {name: spin, action: x, next: [{do: spin}]}
+    """
+    from orchestrator.engine.rehearsal import rehearse
+    r = rehearse(wf(text), {}, execution_limit=50)
+    assert r.status == "failed" and "limit of 50" in r.error
+    assert len(r.sequence) == 50
+
+
+def test_with_items_results_in_order_with_concurrency():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - name: a
+        action: x
+        with_items: "{{ [3, 1, 2] }}"
+        concurrency: 2
+        input: {v: "{{ item * 10 }}", i: "{{ index }}"}
+        next: [{publish: {out: "{{ result() }}"}}]
+    output_map: {out: "{{ workflow.out }}"}
+    """, a=lambda p, attempt, item: p["v"])
+    assert r.output == {"out": [30, 10, 20]}
+    assert [c.item for c in r.calls] == [0, 1, 2]
+
+
+def test_with_items_empty_list_succeeds_with_empty_result():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, with_items: "{{ [] }}", next: [{publish: {out: "{{ result() }}"}}]}
+    output_map: {out: "{{ workflow.out }}"}
+    """)
+    assert r.status == "succeeded" and r.output == {"out": []}
+
+
+def test_with_items_failure_stops_new_items():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, with_items: "{{ range(10) | list }}", concurrency: 2, input: {i: "{{ item }}"}}
+    """, a=lambda p, attempt, item: RuntimeError("bad") if p["i"] == 1 else p["i"])
+    assert r.status == "failed"
+    assert len(r.calls) == 3  # items 0 and 1 in flight, 2 started when 0 finished, then stop
+    assert "item 1: bad" in r.error
+
+
+def test_retry_counts_attempts_and_backoff():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - name: a
+        action: x
+        retry: {count: 3, delay: 1, backoff: exponential, max_delay: 3}
+    """, a=lambda p, attempt, item: RuntimeError("flaky") if attempt < 4 else "ok")
+    assert r.status == "succeeded"
+    assert [c.countdown for c in r.calls] == [None, 1, 2, 3]
+    assert [e["status"] for e in r.executions] == ["failed", "failed", "failed", "succeeded"]
+
+
+def test_stale_and_duplicate_events_change_nothing():
+    w = wf(SEQUENTIAL)
+    conductor = Conductor(w, RunInfo("r1", {"who": "x"}))
+    state, commands = conductor.start()
+    call = next(c for c in commands if isinstance(c, Dispatch))
+    done = TaskEnded(call.seq, call.attempt, "succeeded", {"message": "m"})
+    first = conductor.apply(state, done)
+    assert first
+    snapshot = state.to_dict(), dict(state.vars)
+    assert conductor.apply(state, done) == []
+    assert conductor.apply(state, TaskEnded(999, 1, "succeeded")) == []
+    assert (state.to_dict(), state.vars) == snapshot
+
+
+def test_state_round_trips_through_json():
+    import json
+    w = wf(PARALLEL_JOIN)
+    conductor = Conductor(w, RunInfo("r1", {}))
+    state, commands = conductor.start()
+    calls = [c for c in commands if isinstance(c, Dispatch)]
+    more = conductor.apply(state, TaskEnded(calls[0].seq, 1, "succeeded", None))
+    branch = [c for c in more if isinstance(c, Dispatch)][0]
+    conductor.apply(state, TaskEnded(branch.seq, 1, "succeeded", None))
+    restored = WorkflowState.from_dict(json.loads(json.dumps(state.to_dict())), state.vars)
+    assert restored == state
+
+
+def test_static_fan_out_into_join_is_marked_as_one_barrier():
+    w = wf(PARALLEL_JOIN)
+    conductor = Conductor(w, RunInfo("r1", {}))
+    state, commands = conductor.start()
+    start = next(c for c in commands if isinstance(c, Dispatch))
+    calls = [c for c in conductor.apply(state, TaskEnded(start.seq, 1, "succeeded")) if isinstance(c, Dispatch)]
+    assert [c.task for c in calls] == ["b1", "b2", "b3"]
+    assert {c.barrier for c in calls} == {"join:join"}
+
+
+@pytest.mark.parametrize("n", [10_000])
+def test_long_sequences_are_linear(n):
+    import time
+    text = """
+    version: "1.0"
+    vars: {i: 0}
+    tasks:
+      - {name: init, action: x, next: [{do: step}]}
+      - name: step
+        action: x
+        next:
+          - publish: {i: "{{ workflow.i + 1 }}"}
+          - {when: "{{ workflow.i < %d }}", do: step}
+    """ % (n - 2)
+    from orchestrator.engine.rehearsal import rehearse
+    t = time.perf_counter()
+    r = rehearse(wf(text), {}, execution_limit=n + 5)
+    assert r.status == "succeeded" and len(r.sequence) == n
+    assert time.perf_counter() - t < 10  # generous: a quadratic engine takes minutes here
