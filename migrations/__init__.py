@@ -1,0 +1,1 @@
+"""Alembic migrations for the orchestrator's schema (run with `orchestrator db upgrade`)."""

@@ -1,0 +1,120 @@
+"""The Python API: start workflows and follow them.
+
+    from orchestrator import submit
+    run = submit("deploy", {"app": "shop"})   # a registered name, a file path or YAML text
+    run.wait(timeout=60)                      # the run summary (interfaces.md)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .config import settings
+from .engine.errors import ParametersInvalid, WorkflowInvalid
+from .engine.validate import Workflow
+from .registry import (WorkflowNotFound, compile_workflow, default_name, find_in_folders, load_file,
+                       looks_like_yaml)
+from .runtime import action_exists, ensure_embedded_worker, supervisor
+from .store.runs import TERMINAL
+
+
+def resolve(ref: str | Path | Workflow, check_actions: bool = True) -> Workflow:
+    """The workflow a reference names; raises WorkflowNotFound or WorkflowInvalid."""
+    exists = action_exists if check_actions else None
+    if isinstance(ref, Workflow):
+        return ref
+    ref_text = str(ref)
+    if looks_like_yaml(ref_text):
+        return compile_workflow(ref_text, "<string>", None, exists)
+    path = Path(ref_text)
+    if path.is_file():
+        return load_file(path, exists)
+    if path.suffix in (".yaml", ".yml") or "/" in ref_text:
+        raise WorkflowNotFound(f"no such workflow file: {ref_text}")
+    found = find_in_folders(ref_text, settings().workflows_path)
+    if found is not None:
+        return load_file(found, exists)
+    sup = supervisor()
+    with sup.db.reading() as conn:
+        row = sup.store.registered_definition(conn, ref_text)
+    if row is not None:
+        return compile_workflow(row.text, row.source, row.name, exists)
+    raise WorkflowNotFound(f"unknown workflow '{ref_text}': not a file, not in ORCHESTRATOR_WORKFLOWS "
+                           f"and not registered")
+
+
+def register(ref: str | Path) -> str:
+    """Store a workflow definition under its name so `start_workflow.delay(name)` finds it."""
+    workflow = resolve(ref)
+    sup = supervisor()
+    with sup.db.transaction() as conn:
+        sup.store.save_definition(conn, workflow.name, workflow.text, workflow.source, registered=True)
+    return workflow.name
+
+
+def start_run(ref: str | Path | Workflow, params: dict[str, Any] | None = None, run_id: str | None = None,
+              record_rejection: bool = False) -> str:
+    """Start a run and return its id. Invalid input raises (or, with `record_rejection`, leaves a
+    failed run carrying the error, for callers that only hold an id)."""
+    run_id = run_id or str(uuid.uuid4())
+    try:
+        workflow = resolve(ref)
+        supervisor().start(workflow, params or {}, run_id)
+    except (WorkflowNotFound, WorkflowInvalid, ParametersInvalid) as exc:
+        if not record_rejection:
+            raise
+        name = ref.name if isinstance(ref, Workflow) else default_name(Path(str(ref))) if not looks_like_yaml(str(ref)) else "<string>"
+        supervisor().record_rejected(run_id, name, str(exc), params)
+    return run_id
+
+
+def submit(ref: str | Path | Workflow, params: dict[str, Any] | None = None, *, run_id: str | None = None) -> "RunHandle":
+    """Start a workflow from this process and return a handle to it."""
+    ensure_embedded_worker()
+    return RunHandle(start_run(ref, params, run_id))
+
+
+class RunHandle:
+    """A started run. `id` is stable; every other call reads the durable state."""
+
+    def __init__(self, run_id: str):
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.id!r})"
+
+    def summary(self) -> dict[str, Any]:
+        sup = supervisor()
+        with sup.db.reading() as conn:
+            summary = sup.store.summary(conn, self.id)
+        if summary is None:
+            raise LookupError(f"no run with id {self.id}")
+        return summary
+
+    def status(self) -> str:
+        sup = supervisor()
+        with sup.db.reading() as conn:
+            status = sup.store.status(conn, self.id)
+        if status is None:
+            raise LookupError(f"no run with id {self.id}")
+        return status
+
+    def done(self) -> bool:
+        return self.status() in TERMINAL
+
+    def wait(self, timeout: float | None = None, interval: float = 0.01, max_interval: float = 0.05) -> dict[str, Any]:
+        """Block until the run ends and return its summary; TimeoutError after `timeout` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sup = supervisor()
+        while True:
+            with sup.db.reading() as conn:
+                status = sup.store.status(conn, self.id)  # None until a worker takes a .delay()ed start
+            if status in TERMINAL:
+                return self.summary()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} still {status or 'not started'} after {timeout} s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, max_interval)

@@ -1,0 +1,76 @@
+"""Turns the conductor's Dispatch commands into Celery canvas and sends it.
+
+Each call is one `orchestrator.action` signature. A single call links the supervisor as its
+callback; calls that went out together go as one group; a fan-in (the items of a with_items task
+sent at once, sibling branches straight into a join) goes as a chord whose callback is the
+supervisor's batch task. Correctness never rests on the canvas: the supervisor re-checks every
+envelope against the durable state.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Iterable
+
+from celery import Celery, chord, group
+from celery.canvas import Signature
+
+from .engine.commands import Dispatch
+
+HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) and the kill
+
+
+class Canvas:
+    def __init__(self, app: Celery, supervisor_queue: str):
+        self.app = app
+        self.supervisor_queue = supervisor_queue
+        self._queue_for = lru_cache(maxsize=1024)(self._route)
+
+    def send(self, run_id: str, workflow: str, calls: Iterable[Dispatch]) -> None:
+        singles: list[Signature] = []
+        fan_ins: dict[str, list[Signature]] = {}
+        for call in calls:
+            signature = self.signature(run_id, workflow, call)
+            if call.barrier:
+                fan_ins.setdefault(call.barrier, []).append(signature)
+            else:
+                singles.append(self.linked(signature))
+        if len(singles) == 1:
+            singles[0].apply_async()
+        elif singles:
+            group(singles).apply_async()
+        for key, header in fan_ins.items():
+            body = self.app.signature("orchestrator.supervise_batch", queue=self.supervisor_queue,
+                                      shadow=f"orchestrator.supervise [{workflow} {key}]")
+            chord(header, body).apply_async()
+
+    def signature(self, run_id: str, workflow: str, call: Dispatch) -> Signature:
+        meta = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item,
+                "task": call.task, "action": call.action, "workflow": workflow, "timeout": call.timeout}
+        task_id = f"{run_id}-{call.seq}-{call.attempt}" + ("" if call.item is None else f"-i{call.item}")
+        options: dict[str, Any] = {
+            "task_id": task_id,
+            "queue": call.queue or self._queue_for(call.action),
+            "shadow": f"{workflow}.{call.task}:{call.action}",
+            "argsrepr": repr((meta,)),
+            "kwargsrepr": repr({"workflow_id": run_id, "task": call.task, "seq": call.seq, "item": call.item}),
+            "root_id": run_id,
+        }
+        if call.countdown:
+            options["countdown"] = call.countdown
+        if call.timeout:
+            options["soft_time_limit"] = call.timeout
+            options["time_limit"] = call.timeout + HARD_LIMIT_GRACE
+        return self.app.signature("orchestrator.action", args=(meta, call.input), options=options)
+
+    def linked(self, signature: Signature) -> Signature:
+        signature.set(ignore_result=True)
+        signature.link(self.app.signature("orchestrator.supervise", queue=self.supervisor_queue))
+        signature.link_error(self.app.signature("orchestrator.action_lost", queue=self.supervisor_queue))
+        return signature
+
+    def _route(self, action: str) -> str:
+        """The queue Celery's own routing gives the action (task_routes), else the default."""
+        route = self.app.amqp.router.route({}, action, args=(), kwargs={})
+        queue = route.get("queue")
+        return getattr(queue, "name", queue) or self.app.conf.task_default_queue

@@ -1,0 +1,283 @@
+"""The `orchestrator` command line (Typer + Rich). Bad input is one clear line and exit code 2;
+no traceback reaches the user unless ORCHESTRATOR_DEBUG is set."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .engine.errors import ParametersInvalid, WorkflowInvalid
+from .registry import WorkflowNotFound
+
+app = typer.Typer(help="Run YAML workflows on Celery.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "running": "yellow",
+                "skipped": "dim", "canceled": "magenta", "requested": "cyan"}
+
+
+class Usage(Exception):
+    """Bad input from the user: printed as is, exit code 2."""
+
+
+def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if params_json:
+        try:
+            loaded = json.loads(params_json)
+        except json.JSONDecodeError as exc:
+            raise Usage(f"--params-json: not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise Usage("--params-json: must be a JSON object")
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise Usage(f"-p {pair!r}: expected key=value")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="Workflow files to check."),
+             check_actions: bool = typer.Option(True, "--check-actions/--no-check-actions",
+                                                help="Report actions that are not registered Celery tasks.")) -> None:
+    """Check workflow files: exit 0 when all are valid, else 2 with one line per problem."""
+    from .registry import load_file
+    from .runtime import action_exists
+
+    bad = 0
+    for path in files:
+        try:
+            load_file(path, action_exists if check_actions else None)
+        except WorkflowInvalid as exc:
+            bad += 1
+            for line in exc.lines():
+                err.print(line, markup=False, highlight=False)
+        else:
+            out.print(f"{path}: ok", markup=False, highlight=False)
+    raise typer.Exit(2 if bad else 0)
+
+
+@app.command()
+def run(workflow: str = typer.Argument(..., help="A workflow file, a registered name, or YAML text."),
+        param: list[str] = typer.Option([], "-p", "--param", help="key=value (value parsed as JSON when valid)."),
+        params_json: Optional[str] = typer.Option(None, "--params-json", help="All parameters as a JSON object."),
+        as_json: bool = typer.Option(False, "--json", help="Print only the run summary as JSON."),
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up waiting after S seconds.")) -> None:
+    """Start a workflow, wait for it and show its progress; exit 0 if it succeeded, else 1."""
+    from .api import submit
+    from .runtime import stop_embedded_worker
+
+    params = parse_params(param, params_json)
+    handle = submit(workflow, params)
+    try:
+        summary = _follow(handle, timeout, live=not as_json and out.is_terminal)
+    finally:
+        stop_embedded_worker()
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+    raise typer.Exit(0 if summary["status"] == "succeeded" else 1)
+
+
+@app.command()
+def start(workflow: str = typer.Argument(..., help="A workflow file, a registered name, or YAML text."),
+          param: list[str] = typer.Option([], "-p", "--param"),
+          params_json: Optional[str] = typer.Option(None, "--params-json")) -> None:
+    """Start a workflow and print its run id (workers run it)."""
+    from .api import start_run
+    from .config import settings
+
+    if settings().embedded:
+        raise Usage("`start` needs a broker (ORCHESTRATOR_BROKER_URL): on the embedded default nothing "
+                    "would run the workflow after this command exits; use `orchestrator run`")
+    print(start_run(workflow, parse_params(param, params_json)))
+
+
+@app.command()
+def status(run_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a run's summary."""
+    from .api import RunHandle
+
+    try:
+        summary = RunHandle(run_id).summary()
+    except LookupError as exc:
+        raise Usage(str(exc)) from None
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+
+
+@app.command("list")
+def list_runs(status_filter: Optional[str] = typer.Option(None, "--status", help="Only runs in this status."),
+              limit: int = typer.Option(50, "--limit")) -> None:
+    """Recent runs, newest first."""
+    from .runtime import supervisor
+
+    sup = supervisor()
+    with sup.db.reading() as conn:
+        runs = sup.store.list_runs(conn, status_filter, limit)
+    table = Table("id", "workflow", "status", "created", "error")
+    for r in runs:
+        table.add_row(r["id"], r["workflow"], _styled(r["status"]), r["created_at"] or "", (r["error"] or "")[:60])
+    out.print(table)
+
+
+@app.command()
+def graph(file: Path = typer.Argument(...), fmt: str = typer.Option("mermaid", "--format", help="mermaid or dot")) -> None:
+    """Print a workflow's task graph."""
+    from .registry import load_file
+
+    if fmt not in ("mermaid", "dot"):
+        raise Usage(f"--format must be mermaid or dot, not {fmt!r}")
+    workflow = load_file(file)
+    print(workflow.graph.to_mermaid() if fmt == "mermaid" else workflow.graph.to_dot(), end="")
+
+
+@app.command()
+def register(files: list[Path] = typer.Argument(...)) -> None:
+    """Store workflow definitions by name, so `start_workflow.delay(name)` and `run NAME` find them."""
+    from .api import register as register_one
+
+    for path in files:
+        out.print(f"registered {register_one(path)} from {path}", markup=False, highlight=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """A Celery worker with the supervisor and the actions; extra options go to `celery worker`."""
+    from .config import settings
+    from .runtime import celery_app
+
+    conf = settings()
+    if conf.embedded:
+        raise Usage("`worker` needs ORCHESTRATOR_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+    args = list(ctx.args)
+    if not any(a in ("-Q", "--queues") or a.startswith("--queues=") for a in args):
+        args += ["-Q", f"{conf.default_queue},{conf.supervisor_queue}"]
+    celery_app().worker_main(["worker", *args])
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (alembic upgrade head)."""
+    from .config import settings
+    from .store import database
+
+    url = settings().effective_database_url
+    database(url).upgrade()
+    out.print(f"database schema is up to date ({_redact(url)})", markup=False, highlight=False)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database>"
+
+
+def _styled(status: str) -> str:
+    style = STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/]" if style else status
+
+
+def _duration(task: dict[str, Any]) -> str:
+    from datetime import datetime
+
+    if not task.get("started_at") or not task.get("finished_at"):
+        return ""
+    seconds = (datetime.fromisoformat(task["finished_at"]) - datetime.fromisoformat(task["started_at"])).total_seconds()
+    return f"{seconds:.2f}s"
+
+
+def _table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"{summary['workflow']} {summary['id']}: {_styled(summary['status'])}", title_justify="left")
+    for column in ("task", "status", "attempts", "items", "duration", "result / error"):
+        table.add_column(column)
+    for task in summary["tasks"]:
+        detail = task["error"] if task["error"] else json.dumps(task["result"], default=str)
+        table.add_row(task["name"], _styled(task["status"]), str(task["attempts"]),
+                      "" if task["items"] is None else str(task["items"]), _duration(task),
+                      (detail or "")[:80])
+    return table
+
+
+def _follow(handle: Any, timeout: float | None, live: bool) -> dict[str, Any]:
+    if not live:
+        try:
+            return handle.wait(timeout)
+        except TimeoutError as exc:
+            raise Usage(str(exc)) from None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Live(_table(handle.summary()), console=out, refresh_per_second=10, transient=True) as view:
+        while True:
+            summary = handle.summary()
+            view.update(_table(summary))
+            if summary["status"] in ("succeeded", "failed", "canceled"):
+                return summary
+            if deadline is not None and time.monotonic() > deadline:
+                raise Usage(f"run {handle.id} still {summary['status']} after {timeout} s")
+            time.sleep(0.1)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    out.print(_table(summary))
+    if summary["error"]:
+        err.print(f"error: {summary['error']}", markup=False, highlight=False)
+    if summary["output"] is not None:
+        out.print("output: " + json.dumps(summary["output"], default=str), markup=False, highlight=False)
+
+
+def main() -> None:
+    """Entry point: maps expected errors to clean messages and exit codes."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        code = app(standalone_mode=False)
+    except WorkflowInvalid as exc:
+        for line in exc.lines():
+            err.print(line, markup=False, highlight=False)
+        sys.exit(2)
+    except (ParametersInvalid, WorkflowNotFound, Usage) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
+    except OperationalError as exc:
+        err.print(f"error: cannot use the database: {str(exc.orig).strip().splitlines()[0]}", markup=False,
+                  highlight=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the last guard: a readable line, the traceback only on request
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if os.environ.get("ORCHESTRATOR_DEBUG"):
+            raise
+        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,98 @@
+"""Deployment settings, read once from the environment (see docs and interfaces.md).
+
+With neither ORCHESTRATOR_BROKER_URL nor ORCHESTRATOR_DATABASE_URL set, the embedded default is
+used: a SQLite file under ORCHESTRATOR_HOME (default ./.orchestrator) and an in-process worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str | None = None
+    database_url: str | None = None
+    result_backend: str | None = None
+    workflows_path: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    home: Path = Path(".orchestrator")
+    supervisor_queue: str = "orchestrator"
+    default_queue: str = "celery"
+    visibility_timeout: int = 3600
+    execution_limit: int = 10_000
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the worker runs inside the calling process."""
+        return self.broker_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'orchestrator.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or "memory://"
+
+    @property
+    def effective_result_backend(self) -> str:
+        """Chords need a result backend; Redis joins them natively (no chord_unlock polling)."""
+        if self.result_backend:
+            return self.result_backend
+        if self.broker_url is None:
+            return "cache+memory://"
+        if self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return "redis://127.0.0.1:6379/0"
+
+
+def _split(value: str | None, sep: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(sep) if part.strip())
+
+
+def _deployment_config(env: dict[str, str]) -> dict[str, Any]:
+    """`config` for expressions: ORCHESTRATOR_CONFIG (JSON) merged over ORCHESTRATOR_CONFIG_FILE (YAML)."""
+    values: dict[str, Any] = {}
+    path = env.get("ORCHESTRATOR_CONFIG_FILE")
+    if path:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: ORCHESTRATOR_CONFIG_FILE must hold a mapping")
+        values.update(loaded)
+    if env.get("ORCHESTRATOR_CONFIG"):
+        values.update(json.loads(env["ORCHESTRATOR_CONFIG"]))
+    return values
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    return Settings(
+        broker_url=env.get("ORCHESTRATOR_BROKER_URL") or None,
+        database_url=env.get("ORCHESTRATOR_DATABASE_URL") or None,
+        result_backend=env.get("ORCHESTRATOR_RESULT_BACKEND") or None,
+        workflows_path=_split(env.get("ORCHESTRATOR_WORKFLOWS"), os.pathsep),
+        actions=_split(env.get("ORCHESTRATOR_ACTIONS"), ","),
+        home=Path(env.get("ORCHESTRATOR_HOME", ".orchestrator")),
+        supervisor_queue=env.get("ORCHESTRATOR_SUPERVISOR_QUEUE", "orchestrator"),
+        default_queue=env.get("ORCHESTRATOR_DEFAULT_QUEUE", "celery"),
+        visibility_timeout=int(env.get("ORCHESTRATOR_VISIBILITY_TIMEOUT", "3600")),
+        execution_limit=int(env.get("ORCHESTRATOR_EXECUTION_LIMIT", "10000")),
+        config=_deployment_config(env),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process's settings (read once; tests that change the environment call cache_clear)."""
+    return load_settings()

@@ -1,0 +1,80 @@
+"""Finding workflows by reference: a file path, YAML text, or a name registered in
+ORCHESTRATOR_WORKFLOWS folders or in the database. Parsed definitions are cached by content."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from .engine.errors import WorkflowInvalid
+from .engine.expressions import Evaluator
+from .engine.validate import Workflow, load_workflow
+
+EVALUATOR = Evaluator()
+SUFFIXES = (".workflow.yaml", ".workflow.yml", ".yaml", ".yml")
+
+
+class WorkflowNotFound(LookupError):
+    pass
+
+
+def default_name(path: Path) -> str:
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+@lru_cache(maxsize=256)
+def _compile(text: str, source: str, name: str | None) -> Workflow:
+    return load_workflow(text, source, default_name=name, evaluator=EVALUATOR)
+
+
+def compile_workflow(text: str, source: str = "<workflow>", name: str | None = None,
+                     action_exists: Callable[[str], bool] | None = None) -> Workflow:
+    """Parse and validate (cached per content); the action check runs on every call."""
+    workflow = _compile(text, source, name)
+    if action_exists is not None:
+        unknown = [(i, t) for i, t in enumerate(workflow.spec.tasks) if not action_exists(t.action)]
+        if unknown:
+            # Re-run the full check so unknown actions are reported with their positions.
+            load_workflow(text, source, default_name=name, evaluator=EVALUATOR, action_exists=action_exists)
+    return workflow
+
+
+def load_file(path: str | Path, action_exists: Callable[[str], bool] | None = None) -> Workflow:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise WorkflowInvalid(str(path), [_problem(f"cannot read file: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise WorkflowInvalid(str(path), [_problem("not a text file (UTF-8 expected)")]) from None
+    return compile_workflow(text, str(path), default_name(path), action_exists)
+
+
+def _problem(message: str):
+    from .engine.errors import Problem
+
+    return Problem(message)
+
+
+def find_in_folders(name: str, folders: tuple[str, ...]) -> Path | None:
+    """A workflow file named `name` (with any workflow suffix) in the configured folders."""
+    for folder in folders:
+        for suffix in SUFFIXES:
+            candidate = Path(folder) / f"{name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def looks_like_yaml(ref: str) -> bool:
+    return "\n" in ref and "tasks" in ref
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,110 @@
+"""Process-wide wiring of the shell: settings -> database, canvas, supervisor; and the embedded
+in-process worker used when no broker is configured."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+
+from celery.worker import WorkController
+
+from .canvas import Canvas
+from .config import settings
+from .store import database
+from .supervisor import Supervisor
+
+log = logging.getLogger("orchestrator.runtime")
+
+
+def celery_app():
+    from workers.app import app
+
+    return app
+
+
+@lru_cache(maxsize=1)
+def supervisor() -> Supervisor:
+    conf = settings()
+    db = database(conf.effective_database_url)
+    db.ensure_schema(migrate=db.is_sqlite)  # the embedded SQLite file migrates itself
+    return Supervisor(db, Canvas(celery_app(), conf.supervisor_queue), conf)
+
+
+@lru_cache(maxsize=1)
+def _imported_actions() -> bool:
+    celery_app().loader.import_default_modules()  # built-ins plus ORCHESTRATOR_ACTIONS
+    return True
+
+
+def action_exists(name: str) -> bool:
+    """True when a Celery task of that name is registered in this process (after importing
+    the built-in actions and the modules in ORCHESTRATOR_ACTIONS)."""
+    _imported_actions()
+    return name in celery_app().tasks
+
+
+class _ReadyWorker(WorkController):
+    def __init__(self, *args, **kwargs):
+        self.ready = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer):
+        self.ready.set()
+
+
+class EmbeddedWorker:
+    """A Celery worker in a thread of this process, on the in-memory broker: the same tasks,
+    supervisor and store code paths as a distributed worker, with no servers."""
+
+    def __init__(self, concurrency: int = 4):
+        self.concurrency = concurrency
+        self.worker: _ReadyWorker | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> "EmbeddedWorker":
+        app = celery_app()
+        _imported_actions()
+        conf = settings()
+        self.worker = _ReadyWorker(app=app, pool="threads", concurrency=self.concurrency,
+                                   hostname=f"embedded-{threading.get_ident()}@localhost",
+                                   queues=[conf.default_queue, conf.supervisor_queue],
+                                   without_heartbeat=True, without_mingle=True, without_gossip=True,
+                                   loglevel="WARNING")
+        self.thread = threading.Thread(target=self.worker.start, name="orchestrator-embedded-worker", daemon=True)
+        self.thread.start()
+        if not self.worker.ready.wait(30):
+            raise RuntimeError("the embedded worker did not start within 30 s")
+        return self
+
+    def stop(self, timeout: float = 0.5) -> None:
+        """Stop consuming. The memory transport's loop wakes only every 2 s; the thread is a
+        daemon and every state change is already committed, so waiting longer buys nothing."""
+        if self.thread is None or self.worker is None:
+            return
+        self.worker.stop(in_sighandler=False, exitcode=0)
+        self.thread.join(timeout)
+        self.thread = None
+
+
+_embedded: EmbeddedWorker | None = None
+_embedded_lock = threading.Lock()
+
+
+def ensure_embedded_worker() -> EmbeddedWorker | None:
+    """Start the in-process worker once, when running on the embedded default."""
+    global _embedded
+    if not settings().embedded:
+        return None
+    with _embedded_lock:
+        if _embedded is None:
+            _embedded = EmbeddedWorker().start()
+        return _embedded
+
+
+def stop_embedded_worker() -> None:
+    global _embedded
+    with _embedded_lock:
+        if _embedded is not None:
+            _embedded.stop()
+            _embedded = None

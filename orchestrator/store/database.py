@@ -1,0 +1,100 @@
+"""Connections, transactions and migrations for one database URL."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Connection, create_engine, event, inspect
+
+import migrations
+
+MIGRATIONS_DIR = Path(migrations.__file__).parent
+
+
+class Database:
+    """A pooled engine. SQLite (embedded mode) has no row locks, so its transactions are serialised
+    by a process-wide lock: the embedded runtime is a single process by design."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._lock: threading.RLock | None = threading.RLock()
+        else:
+            self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+            self._lock = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        if self._lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def alembic_config(self):
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return config
+
+    def upgrade(self) -> None:
+        """Apply every migration (alembic upgrade head)."""
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            config = self.alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def is_migrated(self) -> bool:
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return False
+            return MigrationContext.configure(conn).get_current_revision() == head
+
+    def ensure_schema(self, migrate: bool) -> None:
+        """Migrate when allowed (embedded mode), else fail with the command that fixes it."""
+        if self.is_migrated():
+            return
+        if not migrate:
+            raise RuntimeError("the database schema is not up to date: run `orchestrator db upgrade`")
+        self.upgrade()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def database(url: str) -> Database:
+    return Database(url)

@@ -1,0 +1,175 @@
+"""Reading and writing runs: the only place that knows the schema's rows.
+
+Every write happens on a connection inside the caller's transaction, so a supervisor step (lock,
+load, decide, write) commits as one unit or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..engine.commands import Command, ExecutionEnded, ExecutionStarted, RunFinished, VariablesSet
+from ..engine.state import WorkflowState
+from .models import TaskExecution, WorkflowDefinition, WorkflowRun, WorkflowVariable
+
+RUNS = WorkflowRun.__table__
+TASKS = TaskExecution.__table__
+VARIABLES = WorkflowVariable.__table__
+DEFINITIONS = WorkflowDefinition.__table__
+
+TERMINAL = ("succeeded", "failed", "canceled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.isoformat()
+
+
+class RunStore:
+    """Row-level operations; stateless, so one instance serves every connection."""
+
+    # Definitions ----------------------------------------------------------------------------
+
+    def save_definition(self, conn: Connection, name: str, text: str, source: str, registered: bool = False) -> int:
+        checksum = hashlib.sha256(text.encode()).hexdigest()
+        found = conn.execute(select(DEFINITIONS.c.id, DEFINITIONS.c.registered)
+                             .where(DEFINITIONS.c.name == name, DEFINITIONS.c.checksum == checksum)).first()
+        if found is not None:
+            if registered and not found.registered:
+                conn.execute(update(DEFINITIONS).where(DEFINITIONS.c.id == found.id).values(registered=True))
+            return found.id
+        return conn.execute(insert(DEFINITIONS).values(name=name, checksum=checksum, source=source, text=text,
+                                                       registered=registered, created_at=utcnow())
+                            .returning(DEFINITIONS.c.id)).scalar_one()
+
+    def definition(self, conn: Connection, definition_id: int) -> Any:
+        return conn.execute(select(DEFINITIONS).where(DEFINITIONS.c.id == definition_id)).first()
+
+    def registered_definition(self, conn: Connection, name: str) -> Any:
+        """The newest registered definition with this name, or None."""
+        return conn.execute(select(DEFINITIONS).where(DEFINITIONS.c.name == name, DEFINITIONS.c.registered)
+                            .order_by(DEFINITIONS.c.id.desc()).limit(1)).first()
+
+    # Runs -----------------------------------------------------------------------------------
+
+    def create_run(self, conn: Connection, run_id: str, workflow: str, definition_id: int | None,
+                   params: dict[str, Any], status: str = "requested", error: str | None = None,
+                   parent_run_id: str | None = None, parent_seq: int | None = None) -> bool:
+        """Insert a run; False when one with this id exists already (a redelivered start)."""
+        now = utcnow()
+        values = dict(id=run_id, workflow=workflow, definition_id=definition_id, status=status, params=params,
+                      error=error, created_at=now, updated_at=now, parent_run_id=parent_run_id,
+                      parent_seq=parent_seq, finished_at=now if status in TERMINAL else None)
+        module = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = module.insert(RUNS).values(**values).on_conflict_do_nothing(index_elements=["id"])
+        return conn.execute(stmt.returning(RUNS.c.id)).first() is not None
+
+    def run_exists(self, conn: Connection, run_id: str) -> bool:
+        return conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id)).first() is not None
+
+    def lock_run(self, conn: Connection, run_id: str) -> Any:
+        """The run's row, locked until the transaction ends (FOR UPDATE; SQLite is serialised)."""
+        stmt = select(RUNS).where(RUNS.c.id == run_id)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).first()
+
+    def load_state(self, conn: Connection, run: Any) -> WorkflowState:
+        variables = dict(conn.execute(select(VARIABLES.c.name, VARIABLES.c.value)
+                                      .where(VARIABLES.c.run_id == run.id)).all())
+        return WorkflowState.from_dict(run.state or {}, variables)
+
+    def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: Iterable[Command],
+                   started_at: datetime | None = None) -> None:
+        """Persist one conductor step: execution rows, changed variables and the run row."""
+        now = started_at or utcnow()
+        run_values: dict[str, Any] = {"state": state.to_dict(), "updated_at": now}
+        if started_at is not None:
+            run_values.update(status="running", started_at=started_at)
+        new_rows: list[dict[str, Any]] = []
+        for command in commands:
+            if isinstance(command, ExecutionStarted):
+                new_rows.append(dict(run_id=run_id, seq=command.seq, attempt=command.attempt, task=command.task,
+                                     status="running", items=command.items, started_at=now))
+            elif isinstance(command, ExecutionEnded):
+                if new_rows:  # rows started in this same step must exist before they end
+                    conn.execute(insert(TASKS), new_rows)
+                    new_rows = []
+                conn.execute(update(TASKS).where(and_(TASKS.c.run_id == run_id, TASKS.c.seq == command.seq,
+                                                      TASKS.c.attempt == command.attempt))
+                             .values(status=command.status, result=command.result, error=command.error,
+                                     finished_at=now))
+            elif isinstance(command, VariablesSet):
+                self._upsert_variables(conn, run_id, command.values)
+            elif isinstance(command, RunFinished):
+                run_values.update(status=command.status, output=command.output, error=command.error,
+                                  finished_at=now)
+        if new_rows:
+            conn.execute(insert(TASKS), new_rows)
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+
+    def _upsert_variables(self, conn: Connection, run_id: str, values: dict[str, Any]) -> None:
+        if not values:
+            return
+        rows = [dict(run_id=run_id, name=name, value=value) for name, value in values.items()]
+        module = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = module.insert(VARIABLES).values(rows)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "name"],
+                                                set_={"value": stmt.excluded.value}))
+
+    def fail_run(self, conn: Connection, run_id: str, error: str) -> None:
+        now = utcnow()
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id)
+                     .values(status="failed", error=error, finished_at=now, updated_at=now))
+
+    # Reading --------------------------------------------------------------------------------
+
+    def status(self, conn: Connection, run_id: str) -> str | None:
+        return conn.execute(select(RUNS.c.status).where(RUNS.c.id == run_id)).scalar_one_or_none()
+
+    def summary(self, conn: Connection, run_id: str) -> dict[str, Any] | None:
+        """The run summary of interfaces.md: one entry per task execution, in start order."""
+        run = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+        if run is None:
+            return None
+        rows = conn.execute(select(TASKS).where(TASKS.c.run_id == run_id)
+                            .order_by(TASKS.c.seq, TASKS.c.attempt)).all()
+        tasks: list[dict[str, Any]] = []
+        by_seq: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            entry = by_seq.get(row.seq)
+            if entry is None:
+                entry = {"name": row.task, "status": row.status, "attempts": row.attempt, "items": row.items,
+                         "result": row.result, "error": row.error, "started_at": iso(row.started_at),
+                         "finished_at": iso(row.finished_at)}
+                by_seq[row.seq] = entry
+                tasks.append(entry)
+            else:
+                entry.update(status=row.status, attempts=row.attempt, result=row.result, error=row.error,
+                             finished_at=iso(row.finished_at))
+        return {"id": run.id, "workflow": run.workflow, "status": run.status, "output": run.output,
+                "error": run.error, "started_at": iso(run.started_at or run.created_at),
+                "finished_at": iso(run.finished_at), "tasks": tasks}
+
+    def list_runs(self, conn: Connection, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        stmt = select(RUNS.c.id, RUNS.c.workflow, RUNS.c.status, RUNS.c.created_at, RUNS.c.finished_at,
+                      RUNS.c.error).order_by(RUNS.c.created_at.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(RUNS.c.status == status)
+        return [{"id": r.id, "workflow": r.workflow, "status": r.status, "created_at": iso(r.created_at),
+                 "finished_at": iso(r.finished_at), "error": r.error} for r in conn.execute(stmt)]
+
+    def count_executions(self, conn: Connection, run_id: str) -> int:
+        return conn.execute(select(func.count()).select_from(TASKS).where(TASKS.c.run_id == run_id)).scalar_one()

@@ -1,0 +1,54 @@
+"""The orchestrator's Celery tasks. Each is a thin shell over the runner or the supervisor."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from workers.app import app
+
+from .runner import FAILED, TIMED_OUT, envelope, run_action
+
+log = logging.getLogger("orchestrator.tasks")
+
+
+@app.task(name="orchestrator.action", acks_late=True, reject_on_worker_lost=True)
+def action(call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one action call; always returns an envelope (see runner.py)."""
+    return run_action(app, call, payload)
+
+
+@app.task(name="orchestrator.supervise", acks_late=True, ignore_result=True)
+def supervise(result: dict[str, Any]) -> None:
+    """Apply one action's envelope to its run."""
+    from .runtime import supervisor
+
+    supervisor().complete([result])
+
+
+@app.task(name="orchestrator.supervise_batch", acks_late=True, ignore_result=True)
+def supervise_batch(results: list[dict[str, Any]]) -> None:
+    """Apply a fan-in's envelopes (a chord's header results) to their run in one step."""
+    from .runtime import supervisor
+
+    supervisor().complete(results)
+
+
+@app.task(name="orchestrator.action_lost", ignore_result=True)
+def action_lost(request: Any, exc: BaseException, traceback: Any) -> None:
+    """Errback for an action that died without an envelope (hard time limit, lost worker)."""
+    args = getattr(request, "args", None) or ()
+    if not args or not isinstance(args[0], dict):
+        log.error("action %s failed without call metadata: %r", getattr(request, "id", "?"), exc)
+        return
+    status = TIMED_OUT if type(exc).__name__ == "TimeLimitExceeded" else FAILED
+    supervise.delay(envelope(args[0], status, error=f"{type(exc).__name__}: {exc}"))
+
+
+@app.task(name="orchestrator.start_workflow", bind=True, acks_late=True)
+def start_workflow(self, workflow: str, params: dict[str, Any] | None = None) -> str:
+    """Start a workflow by name (or YAML text) from any Celery producer; the run id is this
+    task's id, so `start_workflow.delay(...).id` names the run and a redelivery starts nothing."""
+    from .api import start_run
+
+    return start_run(workflow, params, run_id=self.request.id, record_rejection=True)

@@ -1,0 +1,55 @@
+"""The Celery app every worker, producer and the embedded runner share.
+
+Configured from ORCHESTRATOR_* settings: acks late and requeue on worker loss (a killed worker
+loses nothing), prefetch of one, JSON messages, task events on for Flower, the supervisor on its
+own queue so it is never stuck behind long actions.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from orchestrator.config import Settings, settings
+
+BUILTIN_MODULES = ("orchestrator.tasks", "workers.actions.core")
+
+
+def configure(app: Celery, conf: Settings) -> None:
+    transport_options: dict = {"visibility_timeout": conf.visibility_timeout}
+    if conf.embedded:
+        transport_options = {"polling_interval": 0.01}  # the memory transport polls; 1 s default is slow
+    app.conf.update(
+        broker_url=conf.effective_broker_url,
+        result_backend=conf.effective_result_backend,
+        broker_transport_options=transport_options,
+        result_backend_transport_options=dict(transport_options),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        result_extended=False,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        task_default_queue=conf.default_queue,
+        task_routes={
+            "orchestrator.supervise": {"queue": conf.supervisor_queue},
+            "orchestrator.supervise_batch": {"queue": conf.supervisor_queue},
+            "orchestrator.action_lost": {"queue": conf.supervisor_queue},
+            "orchestrator.start_workflow": {"queue": conf.supervisor_queue},
+        },
+        imports=tuple(conf.actions),
+        timezone="UTC",
+        enable_utc=True,
+    )
+
+
+app = Celery("orchestrator", include=list(BUILTIN_MODULES), set_as_current=True)
+configure(app, settings())
+# Worker threads that resolve `current_app` (callbacks, chords) must find this app, not Celery's
+# default one (which would publish to amqp://localhost).
+app.set_default()
