@@ -36,7 +36,13 @@ def _compile(text: str, source: str, name: str | None) -> Workflow:
 def compile_workflow(text: str, source: str = "<workflow>", name: str | None = None,
                      action_exists: Callable[[str], bool] | None = None) -> Workflow:
     """Parse and validate (cached per content); the action check runs on every call."""
-    workflow = _compile(text, source, name)
+    try:
+        workflow = _compile(text, source, name)
+    except WorkflowInvalid:
+        if action_exists is None:
+            raise
+        load_workflow(text, source, default_name=name, evaluator=EVALUATOR, action_exists=action_exists)
+        raise
     if action_exists is not None:
         unknown = [(i, t) for i, t in enumerate(workflow.spec.tasks) if not action_exists(t.action)]
         if unknown:

@@ -24,7 +24,9 @@ class WorkflowInvalid(Exception):
 
     def __init__(self, source: str, problems: list[Problem]):
         self.source = source
-        self.problems = sorted(problems, key=lambda p: (p.line or 0, p.column or 0, p.message))
+        unique = {(p.line, p.column, p.message): p for p in problems}
+        self.problems = sorted(unique.values(), key=lambda p: (p.line or 0, p.column or 0, p.message))
+        self.partial = None  # set by the parser: what could still be checked (spec.PartialWorkflow)
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:

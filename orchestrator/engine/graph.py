@@ -121,9 +121,11 @@ def transitions_of(task: TaskSpec, position: int) -> tuple[Transition, ...]:
     return tuple(out)
 
 
-def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
-    """Nodes, edges, inbound sets and entry tasks (those no transition points to)."""
-    transitions = {task.name: transitions_of(task, i) for i, task in enumerate(spec.tasks)}
+def build_graph(spec: WorkflowSpec, indexes: list[int] | None = None) -> WorkflowGraph:
+    """Nodes, edges, inbound sets and entry tasks (those no transition points to). `indexes` are
+    the tasks' positions in the file when only some of its tasks are given."""
+    indexes = indexes if indexes is not None else list(range(len(spec.tasks)))
+    transitions = {task.name: transitions_of(task, i) for i, task in zip(indexes, spec.tasks)}
     inbound: dict[str, set[str]] = {task.name: set() for task in spec.tasks}
     edges: list[tuple[str, str, int]] = []
     for source, trs in transitions.items():
@@ -134,7 +136,7 @@ def build_graph(spec: WorkflowSpec) -> WorkflowGraph:
                     inbound[target].add(source)
     nodes = {
         task.name: TaskNode(task.name, task, i, transitions[task.name], frozenset(inbound[task.name]))
-        for i, task in enumerate(spec.tasks)
+        for i, task in zip(indexes, spec.tasks)
     }
     entry = tuple(task.name for task in spec.tasks if not inbound[task.name])
     return WorkflowGraph(spec, nodes, entry, tuple(edges))

@@ -179,10 +179,50 @@ def parse_workflow(text: str, source: str = "<workflow>", default_name: str | No
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
-        raise WorkflowInvalid(source, _problems(exc, data, positions)) from None
+        error = WorkflowInvalid(source, _problems(exc, data, positions))
+        error.partial = _partial(data, positions, default_name)
+        raise error from None
     if spec.name is None and default_name:
         spec = spec.model_copy(update={"name": default_name})
     return spec, positions
+
+
+class PartialWorkflow:
+    """What could be read of an invalid file: its valid tasks (with their original indexes) and the
+    names of the invalid ones, so whole-workflow checks can still report their problems."""
+
+    def __init__(self, spec: WorkflowSpec, indexes: list[int], invalid_names: set[str], positions: Positions):
+        self.spec = spec
+        self.indexes = indexes
+        self.invalid_names = invalid_names
+        self.positions = positions
+
+
+def _partial(data: dict[str, Any], positions: Positions, default_name: str | None) -> PartialWorkflow | None:
+    raw_tasks = data.get("tasks")
+    if not isinstance(raw_tasks, list):
+        return None
+    valid: list[TaskSpec] = []
+    indexes: list[int] = []
+    invalid: set[str] = set()
+    for i, raw in enumerate(raw_tasks):
+        try:
+            valid.append(TaskSpec.model_validate(raw))
+            indexes.append(i)
+        except ValidationError:
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                invalid.add(raw["name"])
+    plain = {key: data[key] for key in ("vars", "output_map") if isinstance(data.get(key), dict)}
+    parameters = {}
+    for name, raw in (data.get("parameters") if isinstance(data.get("parameters"), dict) else {}).items():
+        try:
+            parameters[name] = ParameterSpec.model_validate(raw)
+        except ValidationError:
+            pass
+    spec = WorkflowSpec.model_construct(version="1.0", name=default_name, description=None, parameters=parameters,
+                                        vars=plain.get("vars", {}), tasks=valid,
+                                        output_map=plain.get("output_map", {}), timeout=None)
+    return PartialWorkflow(spec, indexes, invalid, positions)
 
 
 def _problems(exc: ValidationError, data: Any, positions: Positions) -> list[Problem]:

@@ -38,21 +38,37 @@ def load_workflow(
     action_exists: Callable[[str], bool] | None = None,
 ) -> Workflow:
     """Parse and validate a workflow file's text; raises WorkflowInvalid listing every problem."""
-    spec, positions = parse_workflow(text, source, default_name)
+    evaluator = evaluator or Evaluator()
+    try:
+        spec, positions = parse_workflow(text, source, default_name)
+    except WorkflowInvalid as exc:
+        partial = exc.partial
+        if partial is None:
+            raise
+        # Report the whole-workflow problems of the tasks that did parse, all in one go.
+        graph = build_graph(partial.spec, partial.indexes)
+        more = check(graph, partial.positions, evaluator, action_exists, partial.indexes, partial.invalid_names)
+        raise WorkflowInvalid(source, exc.problems + more) from None
     graph = build_graph(spec)
-    problems = check(graph, positions, evaluator or Evaluator(), action_exists)
+    problems = check(graph, positions, evaluator, action_exists)
     if problems:
         raise WorkflowInvalid(source, problems)
     return Workflow(spec, graph, text, source)
 
 
 def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
-          action_exists: Callable[[str], bool] | None = None) -> list[Problem]:
+          action_exists: Callable[[str], bool] | None = None, indexes: list[int] | None = None,
+          invalid_names: set[str] | None = None) -> list[Problem]:
+    """Every whole-workflow problem. With `invalid_names` (tasks that failed the schema) the
+    checks that need the complete graph (reachability, join inbound counts) are skipped."""
     spec = graph.spec
     problems: list[Problem] = []
     at = positions.problem
+    indexes = indexes if indexes is not None else list(range(len(spec.tasks)))
+    complete = not invalid_names
+    invalid_names = invalid_names or set()
     seen: dict[str, int] = {}
-    for i, task in enumerate(spec.tasks):
+    for i, task in zip(indexes, spec.tasks):
         if task.name in seen:
             problems.append(at(("tasks", i, "name"), f"duplicate task name '{task.name}' (first at tasks[{seen[task.name]}])"))
         else:
@@ -65,16 +81,20 @@ def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
     for node in graph.nodes.values():
         for tr in node.transitions:
             for target in tr.do:
-                if target not in graph.nodes and target not in ENGINE_COMMANDS:
+                if target not in graph.nodes and target not in ENGINE_COMMANDS and target not in invalid_names:
                     problems.append(at(tr.path, f"task '{node.name}': transition to unknown task '{target}'"))
         join = node.spec.join
         base = ("tasks", node.position, "join")
+        if not complete:
+            continue
         if join is not None and len(node.inbound) < 2:
             problems.append(at(base, f"task '{node.name}': join needs at least two inbound tasks, it has {len(node.inbound)}"))
         elif isinstance(join, int) and join > len(node.inbound):
             problems.append(at(base, f"task '{node.name}': join {join} exceeds its {len(node.inbound)} inbound tasks"))
 
-    if not graph.entry:
+    if not complete:
+        pass
+    elif not graph.entry:
         problems.append(at(("tasks",), "no entry task: every task is the target of a transition"))
     else:
         reachable = graph.reachable()
@@ -82,7 +102,7 @@ def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
             if node.name not in reachable:
                 problems.append(at(("tasks", node.position, "name"), f"task '{node.name}' is unreachable from the entry tasks"))
 
-    for path, value in _template_fields(spec):
+    for path, value in _template_fields(spec, indexes):
         for template in evaluator.templates_in(value):
             reason = evaluator.check_syntax(template)
             if reason:
@@ -101,13 +121,13 @@ def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
     return problems
 
 
-def _template_fields(spec: WorkflowSpec) -> list[tuple[tuple[Any, ...], Any]]:
+def _template_fields(spec: WorkflowSpec, indexes: list[int]) -> list[tuple[tuple[Any, ...], Any]]:
     fields: list[tuple[tuple[Any, ...], Any]] = []
     for name, value in spec.vars.items():
         fields.append((("vars", name), value))
     for name, value in spec.output_map.items():
         fields.append((("output_map", name), value))
-    for i, task in enumerate(spec.tasks):
+    for i, task in zip(indexes, spec.tasks):
         base = ("tasks", i)
         for key in ("input", "with_items", "concurrency", "when"):
             fields.append((base + (key,), getattr(task, key)))
