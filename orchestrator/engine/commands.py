@@ -45,6 +45,15 @@ class ExecutionEnded:
 
 
 @dataclass(frozen=True)
+class ItemEnded:
+    """One item of a with_items execution finished (its last attempt)."""
+
+    seq: int
+    item: int
+    status: str
+
+
+@dataclass(frozen=True)
 class Dispatch:
     """Send one action call. `barrier` groups calls that go out together into one fan-in
     (a chord whose callback is the supervisor); None means a single signature."""
@@ -73,4 +82,4 @@ class RunFinished:
     error: str | None = None
 
 
-Command = ExecutionStarted | ExecutionEnded | Dispatch | VariablesSet | RunFinished
+Command = ExecutionStarted | ExecutionEnded | ItemEnded | Dispatch | VariablesSet | RunFinished

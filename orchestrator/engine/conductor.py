@@ -14,7 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .commands import Command, Dispatch, ExecutionEnded, ExecutionStarted, RunFinished, TaskEnded, VariablesSet
+from .commands import (Command, Dispatch, ExecutionEnded, ExecutionStarted, ItemEnded, RunFinished, TaskEnded,
+                       VariablesSet)
 from .errors import ExpressionError
 from .expressions import Evaluator
 from .graph import TaskNode, Transition
@@ -72,7 +73,8 @@ class Conductor:
         return state, step.commands
 
     def apply(self, state: WorkflowState, event: TaskEnded) -> list[Command]:
-        """Apply one completion to `state` (mutated in place); [] when it changes nothing."""
+        """Apply one completion to `state` (mutated in place). Every accepted event yields at least
+        one command; [] means the event changed nothing (stale or duplicate)."""
         execution = state.active.get(event.seq)
         if execution is None or state.status != RUNNING:
             return []
@@ -228,6 +230,7 @@ class Conductor:
                                                     countdown=node.spec.retry.delay_before(attempt)))
                 return
         del execution.in_flight[index]
+        step.commands.append(ItemEnded(execution.seq, index, event.status))
         if event.status in TASK_FAILURES:
             execution.results[index] = event.error
             if execution.item_error is None:

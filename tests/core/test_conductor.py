@@ -404,3 +404,22 @@ def test_long_sequences_are_linear(n):
     r = rehearse(wf(text), {}, execution_limit=n + 5)
     assert r.status == "succeeded" and len(r.sequence) == n
     assert time.perf_counter() - t < 10  # generous: a quadratic engine takes minutes here
+
+
+def test_every_accepted_item_completion_yields_a_command():
+    """The shell writes a step only when the conductor returns commands; an item that finishes
+    while others are still in flight must still be recorded."""
+    w = wf("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, with_items: "{{ [1, 2, 3] }}", concurrency: 2}
+    """)
+    conductor = Conductor(w, RunInfo("r", {}))
+    state, commands = conductor.start()
+    first, second = [c for c in commands if isinstance(c, Dispatch)]
+    third = [c for c in conductor.apply(state, TaskEnded(second.seq, 1, "succeeded", 2, item=second.item))
+             if isinstance(c, Dispatch)]
+    assert [c.item for c in third] == [2]
+    later = conductor.apply(state, TaskEnded(first.seq, 1, "succeeded", 1, item=first.item))
+    assert later and not any(isinstance(c, Dispatch) for c in later)
+    assert conductor.apply(state, TaskEnded(first.seq, 1, "succeeded", 1, item=first.item)) == []

@@ -1,0 +1,16 @@
+"""Benchmarks: orchestration overhead against raw Celery canvas, on real Redis and PostgreSQL.
+
+    python -m benchmarks                        # every registered benchmark
+    python -m benchmarks sequential --rounds 3  # one of them, with its options
+
+Each benchmark is a module with a ``main(argv) -> int``, registered in ``BENCHMARKS``. Benchmarks
+print figures only; they assert nothing about speed. Only ratios measured in the same run are
+comparable (absolute times drift between runs).
+"""
+
+from __future__ import annotations
+
+# name -> module (imported only when run, so each benchmark sets its environment first)
+BENCHMARKS: dict[str, str] = {
+    "sequential": "benchmarks.sequential",
+}
