@@ -10,7 +10,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from . import BENCHMARKS
+from . import BENCHMARKS, harness
 
 USAGE = f"""usage: python -m benchmarks [NAME] [OPTIONS]
 
@@ -27,6 +27,7 @@ def run(name: str, argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    harness.interrupt_on_termination()
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0

@@ -249,7 +249,7 @@ class WorkerProcess:
 
 
 def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 2, pool: str = "prefork",
-                 loglevel: str = "warning", name: str = "bench",
+                 loglevel: str = "warning", name: str = "worker",
                  extra_args: Sequence[str] = ()) -> WorkerProcess:
     """Start `python -m orchestrator worker` consuming the deployment's two queues, configured by
     `env` only (the caller's ORCHESTRATOR_* variables are not inherited). Returns at once; call
@@ -278,6 +278,20 @@ def running_worker(env: dict[str, str], log: Path, *, ready_timeout: float = 60,
         worker.stop()
         if purge:
             purge_queues(worker.broker_url, queues_of(env))
+
+
+# --------------------------------------------------------------------------- signals
+
+def interrupt_on_termination() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, so `finally` blocks stop workers and drop
+    schemas. (A process started in the background by a non-interactive shell inherits an ignored
+    SIGINT; a bare SIGTERM would skip the clean-up.) Call it from the main thread."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 # --------------------------------------------------------------------------- reporting

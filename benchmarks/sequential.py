@@ -140,4 +140,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    harness.interrupt_on_termination()
     raise SystemExit(main())
