@@ -170,7 +170,11 @@ def bench_schema(url: str = DATABASE_URL) -> Iterator[str]:
 # --------------------------------------------------------------------------- Redis
 
 def purge_queues(broker_url: str, queues: Iterable[str]) -> None:
-    """Delete the Redis keys kombu keeps for `queues` (messages and exchange bindings)."""
+    """Delete the Redis keys kombu keeps for `queues`: waiting messages, exchange bindings and
+    delivered-but-unacknowledged messages (left by a worker stopped mid-task; kombu would
+    otherwise restore them into the abandoned queue after the visibility timeout)."""
+    import json
+
     import redis
 
     queues = list(queues)
@@ -188,6 +192,16 @@ def purge_queues(broker_url: str, queues: Iterable[str]) -> None:
                          if m.decode(errors="replace").split(_KOMBU_PRIORITY_SEP)[-1] in queues]
                 if stale:
                     client.srem(binding, *stale)
+        # "unacked" maps delivery tag -> JSON [message, exchange, routing_key]; "unacked_index"
+        # orders the tags by delivery time.
+        for tag, value in client.hscan_iter("unacked"):
+            try:
+                routing_key = json.loads(value)[-1]
+            except (ValueError, IndexError, TypeError):
+                continue
+            if routing_key in queues:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
     finally:
         client.close()
 
@@ -237,7 +251,10 @@ class WorkerProcess:
         try:
             self.proc.terminate()
             self.proc.wait(timeout)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        except subprocess.TimeoutExpired:
+            print(f"worker {self.nodename} still running {timeout} s after SIGTERM; killing it", file=sys.stderr)
+            self.kill()
+        except KeyboardInterrupt:
             self.kill()
 
     def kill(self) -> None:

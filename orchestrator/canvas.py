@@ -15,9 +15,14 @@ from typing import Any, Iterable
 from celery import Celery, chord, group
 from celery.canvas import Signature
 
-from .engine.commands import Dispatch
+from .engine.commands import Dispatch, Revoke
 
 HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) and the kill
+
+
+def call_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
+    """The Celery task id of one action call: derived, so a call can be found and revoked."""
+    return f"{run_id}-{seq}-{attempt}" + ("" if item is None else f"-i{item}")
 
 
 class Canvas:
@@ -47,21 +52,35 @@ class Canvas:
     def signature(self, run_id: str, workflow: str, call: Dispatch) -> Signature:
         meta = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item,
                 "task": call.task, "action": call.action, "workflow": workflow, "timeout": call.timeout}
-        task_id = f"{run_id}-{call.seq}-{call.attempt}" + ("" if call.item is None else f"-i{call.item}")
         options: dict[str, Any] = {
-            "task_id": task_id,
+            "task_id": call_id(run_id, call.seq, call.attempt, call.item),
             "queue": call.queue or self._queue_for(call.action),
             "shadow": f"{workflow}.{call.task}:{call.action}",
             "argsrepr": repr((meta,)),
             "kwargsrepr": repr({"workflow_id": run_id, "task": call.task, "seq": call.seq, "item": call.item}),
             "root_id": run_id,
         }
-        if call.countdown:
-            options["countdown"] = call.countdown
         if call.timeout:
             options["soft_time_limit"] = call.timeout
             options["time_limit"] = call.timeout + HARD_LIMIT_GRACE
         return self.app.signature("orchestrator.action", args=(meta, call.input), options=options)
+
+    def has_task(self, name: str) -> bool:
+        return name in self.app.tasks
+
+    def send_timer(self, run_id: str, key: str, seconds: float) -> None:
+        """The fast path of a durable timer: a countdown message. The periodic tick fires the
+        timer from the database if this message is late or lost."""
+        self.app.signature("orchestrator.fire_timer", args=(run_id, key), queue=self.supervisor_queue,
+                           countdown=seconds, shadow=f"orchestrator.fire_timer [{key}]").apply_async()
+
+    def report(self, envelope: dict[str, Any]) -> None:
+        """Send an envelope to the supervisor (a sub-workflow's outcome, a call that could not start)."""
+        self.app.signature("orchestrator.supervise", args=(envelope,), queue=self.supervisor_queue).apply_async()
+
+    def revoke(self, run_id: str, call: Revoke) -> None:
+        """Best effort: its late envelope would be ignored anyway."""
+        self.app.control.revoke(call_id(run_id, call.seq, call.attempt, call.item))
 
     def linked(self, signature: Signature) -> Signature:
         signature.set(ignore_result=True)

@@ -28,12 +28,25 @@ class Settings:
     default_queue: str = "celery"
     visibility_timeout: int = 3600
     execution_limit: int = 10_000
+    tick_interval: float = 1.0
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
         """True when no broker is configured: the worker runs inside the calling process."""
         return self.broker_url is None
+
+    @property
+    def timeout_grace(self) -> float:
+        """Seconds past a task's timeout before the engine ends the attempt itself. Prefork
+        workers report their own soft time limit first; the embedded thread pool has none."""
+        return 0.0 if self.embedded else 15.0
+
+    @property
+    def timer_fast_path(self) -> float:
+        """Timers due sooner than this also go out as countdown messages; longer ones would
+        outlive Redis's visibility timeout and be delivered twice, so only the tick fires them."""
+        return self.visibility_timeout / 2
 
     @property
     def effective_database_url(self) -> str:
@@ -88,6 +101,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         default_queue=env.get("ORCHESTRATOR_DEFAULT_QUEUE", "celery"),
         visibility_timeout=int(env.get("ORCHESTRATOR_VISIBILITY_TIMEOUT", "3600")),
         execution_limit=int(env.get("ORCHESTRATOR_EXECUTION_LIMIT", "10000")),
+        tick_interval=float(env.get("ORCHESTRATOR_TICK_INTERVAL", "1")),
         config=_deployment_config(env),
     )
 

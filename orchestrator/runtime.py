@@ -11,6 +11,8 @@ from celery.worker import WorkController
 
 from .canvas import Canvas
 from .config import settings
+from .engine.validate import Workflow
+from .registry import compile_workflow, find_in_folders, load_file
 from .store import database
 from .supervisor import Supervisor
 
@@ -28,7 +30,19 @@ def supervisor() -> Supervisor:
     conf = settings()
     db = database(conf.effective_database_url)
     db.ensure_schema(migrate=db.is_sqlite)  # the embedded SQLite file migrates itself
-    return Supervisor(db, Canvas(celery_app(), conf.supervisor_queue), conf)
+    return Supervisor(db, Canvas(celery_app(), conf.supervisor_queue), conf, find_workflow)
+
+
+def find_workflow(name: str) -> Workflow | None:
+    """A workflow by name: a file in ORCHESTRATOR_WORKFLOWS, else a definition registered in the
+    database; None when there is none (the name is then an unknown action)."""
+    path = find_in_folders(name, settings().workflows_path)
+    if path is not None:
+        return load_file(path)
+    sup = supervisor()
+    with sup.db.reading() as conn:
+        row = sup.store.registered_definition(conn, name)
+    return None if row is None else compile_workflow(row.text, row.source, row.name)
 
 
 @lru_cache(maxsize=1)
@@ -39,9 +53,16 @@ def _imported_actions() -> bool:
 
 def action_exists(name: str) -> bool:
     """True when a Celery task of that name is registered in this process (after importing
-    the built-in actions and the modules in ORCHESTRATOR_ACTIONS)."""
+    the built-in actions and the modules in ORCHESTRATOR_ACTIONS), or a workflow has that name."""
     _imported_actions()
-    return name in celery_app().tasks
+    if name in celery_app().tasks:
+        return True
+    if find_in_folders(name, settings().workflows_path) is not None:
+        return True
+    try:
+        return find_workflow(name) is not None
+    except Exception:  # no database to ask (validate works offline): unknown
+        return False
 
 
 class _ReadyWorker(WorkController):
@@ -108,3 +129,30 @@ def stop_embedded_worker() -> None:
         if _embedded is not None:
             _embedded.stop()
             _embedded = None
+
+
+class Ticker:
+    """Sends `orchestrator.tick` every `interval` seconds while a worker runs, so durable timers
+    fire without a separate beat process. Every worker ticks; ticks are cheap and idempotent, and
+    they expire rather than pile up while no worker consumes."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="orchestrator-ticker", daemon=True)
+
+    def start(self) -> "Ticker":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        app = celery_app()
+        queue = settings().supervisor_queue
+        while not self._stop.wait(self.interval):
+            try:
+                app.signature("orchestrator.tick", queue=queue, expires=max(self.interval * 5, 5)).apply_async()
+            except Exception as exc:  # a broker hiccup must not kill the ticker
+                log.warning("tick not sent: %s", exc)

@@ -1,56 +1,70 @@
-"""The supervisor: applies completions to a run's durable state and dispatches what is ready.
+"""The supervisor: applies events to a run's durable state and carries out what the conductor decides.
 
 One step is: lock the run's row, load its compact state, let the conductor decide, write what
-changed, commit; only then publish the next calls. A redelivered or duplicated envelope matches
-no execution in flight, so the conductor returns nothing and the step writes nothing.
+changed (execution rows, variables, timers, the run row), commit; only then publish. A redelivered
+or duplicated envelope matches no execution in flight, so the conductor returns nothing and the
+step writes nothing. Timers are rows deleted under the same lock when they fire, so each fires once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .canvas import Canvas
 from .config import Settings
-from .engine.commands import Dispatch, TaskEnded
+from .engine.commands import Dispatch, Event, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired
 from .engine.conductor import Conductor, RunInfo
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .engine.params import resolve_parameters
 from .engine.validate import Workflow
-from .registry import compile_workflow
+from .registry import WorkflowNotFound, compile_workflow
 from .store import Database, RunStore
 from .store.runs import TERMINAL, iso, utcnow
 
 log = logging.getLogger("orchestrator.supervisor")
 
 
+@dataclass
+class _Outcome:
+    """What a committed step leaves to do outside the transaction."""
+
+    run_id: str
+    workflow: str
+    commands: list[Any]
+    parent: dict[str, Any] | None = None
+
+
 class Supervisor:
-    def __init__(self, db: Database, canvas: Canvas, settings: Settings):
+    def __init__(self, db: Database, canvas: Canvas, settings: Settings,
+                 find_workflow: Callable[[str], Workflow | None] | None = None):
         self.db = db
         self.canvas = canvas
         self.settings = settings
         self.store = RunStore()
+        self.find_workflow = find_workflow or (lambda name: None)
         self._workflow_by_definition = lru_cache(maxsize=256)(self._load_definition)
 
     # Starting -------------------------------------------------------------------------------
 
     def start(self, workflow: Workflow, params: dict[str, Any] | None, run_id: str,
-              parent_run_id: str | None = None, parent_seq: int | None = None) -> str:
+              parent: dict[str, Any] | None = None) -> str:
         """Create the run and dispatch its entry tasks; a second call with the same id does nothing.
-        Raises ParametersInvalid before anything is written."""
+        Raises ParametersInvalid before anything is written. `parent` names the calling task
+        ({run, seq, attempt, item}) of a sub-workflow run."""
         resolved = resolve_parameters(workflow.spec, params, workflow.name)
         now = utcnow()
         with self.db.transaction() as conn:
             definition_id = self.store.save_definition(conn, workflow.name, workflow.text, workflow.source)
-            if not self.store.create_run(conn, run_id, workflow.name, definition_id, resolved,
-                                         parent_run_id=parent_run_id, parent_seq=parent_seq):
+            if not self.store.create_run(conn, run_id, workflow.name, definition_id, resolved, parent=parent):
                 return run_id
             conductor = Conductor(workflow, self._run_info(run_id, resolved, iso(now)))
             state, commands = conductor.start()
             self.store.write_step(conn, run_id, state, commands, started_at=now)
-        self._send(run_id, workflow.name, commands)
+        self._carry_out(_Outcome(run_id, workflow.name, commands, parent))
         return run_id
 
     def record_rejected(self, run_id: str, workflow: str, error: str, params: dict[str, Any] | None = None) -> None:
@@ -59,45 +73,102 @@ class Supervisor:
         with self.db.transaction() as conn:
             self.store.create_run(conn, run_id, workflow, None, params or {}, status="failed", error=error)
 
-    # Completions ----------------------------------------------------------------------------
+    # Events ---------------------------------------------------------------------------------
 
     def complete(self, envelopes: Iterable[dict[str, Any]]) -> None:
-        by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        """Apply action envelopes (one, or a fan-in's batch) to their runs."""
+        by_run: dict[str, list[Event]] = defaultdict(list)
         for envelope in envelopes:
             if isinstance(envelope, dict) and "run" in envelope:
-                by_run[envelope["run"]].append(envelope)
+                by_run[envelope["run"]].append(TaskEnded(
+                    seq=envelope["seq"], attempt=envelope["attempt"], status=envelope["status"],
+                    result=envelope.get("result"), error=envelope.get("error"), item=envelope.get("item")))
             else:
                 log.warning("ignoring malformed completion %r", envelope)
-        for run_id, items in by_run.items():
-            self._complete_run(run_id, items)
+        for run_id, events in by_run.items():
+            self._step(run_id, lambda conn: events)
 
-    def _complete_run(self, run_id: str, envelopes: list[dict[str, Any]]) -> None:
+    def fire_timers(self, run_id: str, keys: list[str] | None = None) -> None:
+        """Fire the run's due timers (the named ones, or all that are due)."""
+        self._step(run_id, lambda conn: [TimerFired(k) for k in self.store.take_due_timers(conn, run_id, keys)])
+
+    def tick(self, limit: int = 500) -> int:
+        """Fire every due timer of every run; returns how many runs had one."""
+        with self.db.reading() as conn:
+            runs = self.store.due_runs(conn, limit)
+        for run_id in runs:
+            self.fire_timers(run_id)
+        return len(runs)
+
+    def _step(self, run_id: str, events_of: Callable[[Any], list[Event]]) -> None:
         with self.db.transaction() as conn:
             run = self.store.lock_run(conn, run_id)
             if run is None or run.status in TERMINAL or run.definition_id is None:
                 return
+            events = events_of(conn)
+            if not events:
+                return
             workflow = self._workflow_by_definition(run.definition_id)
             state = self.store.load_state(conn, run)
             conductor = Conductor(workflow, self._run_info(run.id, run.params, iso(run.started_at)))
-            commands = []
-            for envelope in envelopes:
-                commands.extend(conductor.apply(state, TaskEnded(
-                    seq=envelope["seq"], attempt=envelope["attempt"], status=envelope["status"],
-                    result=envelope.get("result"), error=envelope.get("error"), item=envelope.get("item"))))
+            commands: list[Any] = []
+            for event in events:
+                commands.extend(conductor.apply(state, event))
             if not commands:
                 return  # stale or duplicate: nothing changes
             self.store.write_step(conn, run_id, state, commands)
-        self._send(run_id, workflow.name, commands)
+            parent = None
+            if run.parent_run_id:
+                parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
+                          "item": run.parent_item}
+        self._carry_out(_Outcome(run_id, workflow.name, commands, parent))
+
+    # After commit ---------------------------------------------------------------------------
+
+    def _carry_out(self, outcome: _Outcome) -> None:
+        calls: list[Dispatch] = []
+        children: list[tuple[Dispatch, Workflow]] = []
+        for command in outcome.commands:
+            if isinstance(command, Dispatch):
+                child = None if self.canvas.has_task(command.action) else self.find_workflow(command.action)
+                if child is None:
+                    calls.append(command)
+                else:
+                    children.append((command, child))
+            elif isinstance(command, SetTimer) and command.seconds <= self.settings.timer_fast_path:
+                self.canvas.send_timer(outcome.run_id, command.key, command.seconds)
+            elif isinstance(command, Revoke):
+                self.canvas.revoke(outcome.run_id, command)
+            elif isinstance(command, RunFinished) and outcome.parent:
+                self._report_to_parent(outcome, command)
+        if calls:
+            self.canvas.send(outcome.run_id, outcome.workflow, calls)
+        for call, child in children:
+            self._start_child(outcome.run_id, call, child)
+
+    def _start_child(self, run_id: str, call: Dispatch, child: Workflow) -> None:
+        """A task whose action names a workflow runs it as a child run; the child's output is the
+        task's result. The child's id derives from the call, so a repeated start does nothing."""
+        parent = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item}
+        child_id = f"{run_id}.{call.seq}.{call.attempt}" + ("" if call.item is None else f".{call.item}")
+        try:
+            self.start(child, call.input, child_id, parent=parent)
+        except (ParametersInvalid, WorkflowInvalid) as exc:
+            self.canvas.report({**parent, "task": call.task, "status": "failed", "result": None,
+                                "error": f"sub-workflow '{child.name}': {exc}"})
+
+    def _report_to_parent(self, outcome: _Outcome, finished: RunFinished) -> None:
+        parent = outcome.parent
+        failed = finished.status != "succeeded"
+        error = f"sub-workflow '{outcome.workflow}' ({outcome.run_id}) {finished.status}: {finished.error}"
+        self.canvas.report({**parent, "task": None, "status": "failed" if failed else "succeeded",
+                            "result": None if failed else finished.output, "error": error if failed else None})
 
     # Helpers --------------------------------------------------------------------------------
 
-    def _send(self, run_id: str, workflow: str, commands: list[Any]) -> None:
-        calls = [c for c in commands if isinstance(c, Dispatch)]
-        if calls:
-            self.canvas.send(run_id, workflow, calls)
-
     def _run_info(self, run_id: str, params: dict[str, Any], started_at: str | None) -> RunInfo:
-        return RunInfo(run_id, params, started_at or "", self.settings.config, self.settings.execution_limit)
+        return RunInfo(run_id, params, started_at or "", self.settings.config, self.settings.execution_limit,
+                       self.settings.timeout_grace)
 
     def _load_definition(self, definition_id: int) -> Workflow:
         with self.db.reading() as conn:
@@ -105,4 +176,4 @@ class Supervisor:
         return compile_workflow(row.text, row.source, row.name)
 
 
-__all__ = ["Supervisor", "ParametersInvalid", "WorkflowInvalid"]
+__all__ = ["Supervisor", "ParametersInvalid", "WorkflowInvalid", "WorkflowNotFound"]

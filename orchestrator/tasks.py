@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
 from workers.app import app
 
 from .runner import FAILED, TIMED_OUT, envelope, run_action
@@ -52,3 +54,48 @@ def start_workflow(self, workflow: str, params: dict[str, Any] | None = None) ->
     from .api import start_run
 
     return start_run(workflow, params, run_id=self.request.id, record_rejection=True)
+
+
+@app.task(name="orchestrator.fire_timer", acks_late=True, ignore_result=True)
+def fire_timer(run_id: str, key: str) -> None:
+    """A timer's countdown message arrived: fire it if it is still due (else it was fired)."""
+    from .runtime import supervisor
+
+    supervisor().fire_timers(run_id, [key])
+
+
+@app.task(name="orchestrator.tick", ignore_result=True)
+def tick() -> None:
+    """Fire every due timer (the durable path; countdown messages are only the fast path)."""
+    from .runtime import supervisor
+
+    supervisor().tick()
+
+
+_ticker = None
+
+
+@worker_ready.connect
+def _start_ticker(**_: Any) -> None:
+    global _ticker
+    from .config import settings
+    from .runtime import Ticker
+
+    if _ticker is None and settings().tick_interval > 0:
+        _ticker = Ticker(settings().tick_interval).start()
+
+
+@worker_shutdown.connect
+def _stop_ticker(**_: Any) -> None:
+    global _ticker
+    if _ticker is not None:
+        _ticker.stop()
+        _ticker = None
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    """A forked pool process must not share the parent's pooled database connections."""
+    from .store.database import after_fork
+
+    after_fork()

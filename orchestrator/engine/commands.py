@@ -24,6 +24,17 @@ class TaskEnded:
     item: int | None = None
 
 
+@dataclass(frozen=True)
+class TimerFired:
+    """A timer the conductor set (SetTimer) came due: a delayed dispatch, an attempt's deadline or
+    the workflow's timeout."""
+
+    key: str
+
+
+Event = TaskEnded | TimerFired
+
+
 # Commands ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -66,8 +77,29 @@ class Dispatch:
     item: int | None = None
     queue: str | None = None
     timeout: float | None = None
-    countdown: float | None = None
     barrier: str | None = None
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    """Deliver TimerFired(key) after `seconds`; durable (the shell stores it with the step)."""
+
+    key: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    key: str
+
+
+@dataclass(frozen=True)
+class Revoke:
+    """Stop an action call that is no longer wanted (best effort: its late report is ignored)."""
+
+    seq: int
+    attempt: int
+    item: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,4 +114,5 @@ class RunFinished:
     error: str | None = None
 
 
-Command = ExecutionStarted | ExecutionEnded | ItemEnded | Dispatch | VariablesSet | RunFinished
+Command = (ExecutionStarted | ExecutionEnded | ItemEnded | Dispatch | SetTimer | CancelTimer | Revoke | VariablesSet
+           | RunFinished)

@@ -14,15 +14,28 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .commands import (Command, Dispatch, ExecutionEnded, ExecutionStarted, ItemEnded, RunFinished, TaskEnded,
-                       VariablesSet)
+from .commands import (CancelTimer, Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded, Revoke,
+                       RunFinished, SetTimer, TaskEnded, TimerFired, VariablesSet)
 from .errors import ExpressionError
 from .expressions import Evaluator
 from .graph import TaskNode, Transition
-from .state import FAILED, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution, WorkflowState
+from .state import CANCELED, FAILED, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution, WorkflowState
 from .validate import Workflow
 
 DEFAULT_EXECUTION_LIMIT = 10_000
+
+WORKFLOW_TIMER = "workflow"
+DISPATCH = "dispatch"   # a delayed dispatch (task `delay`, retry backoff) is due
+DEADLINE = "deadline"   # an attempt's timeout (plus grace) has passed
+
+
+def timer_key(kind: str, seq: int, attempt: int, item: int | None) -> str:
+    return f"{kind}:{seq}:{attempt}:{'-' if item is None else item}"
+
+
+def parse_timer_key(key: str) -> tuple[str, int, int, int | None]:
+    kind, seq, attempt, item = key.split(":")
+    return kind, int(seq), int(attempt), None if item == "-" else int(item)
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,10 @@ class RunInfo:
     started_at: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     execution_limit: int = DEFAULT_EXECUTION_LIMIT
+    # Seconds past an attempt's `timeout` before the engine itself ends it as timed_out: the
+    # worker's own time limit normally reports first; this catches vanished workers and pools
+    # without time limits (the embedded runtime sets 0).
+    timeout_grace: float = 15.0
 
 
 @dataclass
@@ -67,29 +84,75 @@ class Conductor:
                 break
             step.changed_vars[name] = state.vars[name]
         if state.failure is None:
+            if self.workflow.spec.timeout:
+                step.commands.append(SetTimer(WORKFLOW_TIMER, self.workflow.spec.timeout))
             for name in self.graph.entry:
                 step.queue.append(("request", name, None))
         self._drain(state, step)
         return state, step.commands
 
-    def apply(self, state: WorkflowState, event: TaskEnded) -> list[Command]:
-        """Apply one completion to `state` (mutated in place). Every accepted event yields at least
+    def apply(self, state: WorkflowState, event: Event) -> list[Command]:
+        """Apply one event to `state` (mutated in place). Every accepted event yields at least
         one command; [] means the event changed nothing (stale or duplicate)."""
+        if state.status != RUNNING:
+            return []
+        if isinstance(event, TimerFired):
+            return self._timer(state, event.key)
         execution = state.active.get(event.seq)
-        if execution is None or state.status != RUNNING:
+        if execution is None:
             return []
         if event.item is None:
-            if execution.items is not None or event.attempt != execution.attempt:
+            if execution.items is not None or event.attempt != execution.attempt or execution.waiting:
                 return []
-        elif execution.in_flight.get(event.item) != event.attempt:
+        elif execution.in_flight.get(event.item) != event.attempt or timer_key(DISPATCH, event.seq, event.attempt, event.item) in execution.waiting:
             return []
         step = _Step()
+        step.commands.append(CancelTimer(timer_key(DEADLINE, event.seq, event.attempt, event.item)))
         if event.item is None:
             step.queue.append(("ended", event.seq, event.status, event.result, event.error))
         else:
             self._item_ended(state, step, execution, event)
         self._drain(state, step)
         return step.commands
+
+    def _timer(self, state: WorkflowState, key: str) -> list[Command]:
+        step = _Step()
+        if key == WORKFLOW_TIMER:
+            self._time_out_workflow(state, step)
+            self._drain(state, step)
+            return step.commands
+        kind, seq, attempt, item = parse_timer_key(key)
+        execution = state.active.get(seq)
+        if execution is None:
+            return []
+        if kind == DEADLINE:
+            timeout = self.graph.nodes[execution.task].spec.timeout
+            return self.apply(state, TaskEnded(seq, attempt, TIMED_OUT, None,
+                                               f"timed out after {timeout:g} s (no report from the worker)", item))
+        if key not in execution.waiting:
+            return []
+        execution.waiting.remove(key)
+        node = self.graph.nodes[execution.task]
+        if execution.items is not None and item is None:
+            self._dispatch_items(state, step, node, execution)  # a delayed with_items task begins
+        else:
+            self._launch(state, step, node, execution, attempt, item)
+        self._drain(state, step)
+        return step.commands
+
+    def _time_out_workflow(self, state: WorkflowState, step: _Step) -> None:
+        """The workflow-level timeout: running calls are revoked and the run fails."""
+        for seq, execution in sorted(state.active.items()):
+            if execution.items is None:
+                if not execution.waiting:
+                    step.commands.append(Revoke(seq, execution.attempt))
+            else:
+                for index, attempt in sorted(execution.in_flight.items()):
+                    step.commands.append(Revoke(seq, attempt, index))
+            step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None,
+                                                "canceled: the workflow timed out"))
+        state.active.clear()
+        state.failure = f"workflow timed out after {self.workflow.spec.timeout:g} s"
 
     # The work loop ----------------------------------------------------------------------------
 
@@ -162,12 +225,8 @@ class Conductor:
                 step.queue.append(("ended", seq, SKIPPED, None, None))
                 return
         if spec.with_items is None:
-            try:
-                payload = self.evaluator.render(spec.input, context)
-            except ExpressionError as exc:
-                return fail_now("input", exc)
             step.commands.append(ExecutionStarted(seq, node.name, 1))
-            step.commands.append(self._dispatch(node, seq, 1, payload, countdown=spec.delay))
+            self._schedule(state, step, node, execution, 1, None, spec.delay)
             return
         try:
             items = self.evaluator.render(spec.with_items, context)
@@ -184,8 +243,12 @@ class Conductor:
         step.commands.append(ExecutionStarted(seq, node.name, 1, items=len(items)))
         if not items:
             step.queue.append(("ended", seq, SUCCEEDED, [], None))
-            return
-        self._dispatch_items(state, step, node, execution, first=True)
+        elif spec.delay:
+            key = timer_key(DISPATCH, seq, 1, None)
+            execution.waiting.append(key)
+            step.commands.append(SetTimer(key, spec.delay))
+        else:
+            self._dispatch_items(state, step, node, execution)
 
     def _concurrency(self, state: WorkflowState, node: TaskNode) -> int | None:
         value = node.spec.concurrency
@@ -193,8 +256,8 @@ class Conductor:
             value = self.evaluator.render(value, self._context(state, node.name))
         return int(value) if value else None
 
-    def _dispatch_items(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution,
-                        first: bool = False) -> None:
+    def _dispatch_items(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution) -> None:
+        """Fill the window: start items in index order while fewer than `concurrency` are in flight."""
         try:
             limit = self._concurrency(state, node) or len(execution.items)
         except (ExpressionError, TypeError, ValueError) as exc:
@@ -204,16 +267,13 @@ class Conductor:
         while len(execution.in_flight) < limit and execution.next_item < len(execution.items):
             index = execution.next_item
             execution.next_item += 1
-            context = self._context(state, node.name, item=execution.items[index], index=index)
-            try:
-                payload = self.evaluator.render(node.spec.input, context)
-            except ExpressionError as exc:
-                execution.item_error = f"task '{node.name}': input of item {index}: {exc}"
+            execution.in_flight[index] = 1
+            error = self._launch(state, step, node, execution, 1, index)
+            if error:
+                del execution.in_flight[index]
+                execution.item_error = error
                 execution.item_status = FAILED
                 break
-            execution.in_flight[index] = 1
-            step.commands.append(self._dispatch(node, execution.seq, 1, payload, item=index,
-                                                countdown=node.spec.delay if first else None))
         if not execution.in_flight:
             self._finish_items(step, execution)
 
@@ -222,26 +282,70 @@ class Conductor:
         index = event.item
         attempt = execution.in_flight[index]
         if event.status in TASK_FAILURES and self._should_retry(state, node, attempt, event.error):
-            context = self._context(state, node.name, item=execution.items[index], index=index)
-            payload = self._render_or_none(node.spec.input, context)
-            if payload is not None:
-                execution.in_flight[index] = attempt + 1
-                step.commands.append(self._dispatch(node, execution.seq, attempt + 1, payload, item=index,
-                                                    countdown=node.spec.retry.delay_before(attempt)))
-                return
+            execution.in_flight[index] = attempt + 1
+            self._schedule(state, step, node, execution, attempt + 1, index, node.spec.retry.delay_before(attempt))
+            return
         del execution.in_flight[index]
         step.commands.append(ItemEnded(execution.seq, index, event.status))
         if event.status in TASK_FAILURES:
-            execution.results[index] = event.error
-            if execution.item_error is None:
-                execution.item_error = f"item {index}: {event.error}"
-                execution.item_status = event.status
+            self._item_failed(execution, index, event.status, event.error)
         else:
             execution.results[index] = event.result
         if execution.item_error is None:
             self._dispatch_items(state, step, node, execution)
         elif not execution.in_flight:
             self._finish_items(step, execution)
+
+    @staticmethod
+    def _item_failed(execution: Execution, index: int, status: str, error: str | None) -> None:
+        execution.results[index] = error
+        if execution.item_error is None:
+            execution.item_error = f"item {index}: {error}"
+            execution.item_status = status
+
+    def _schedule(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution, attempt: int,
+                  item: int | None, delay: float | None) -> None:
+        """Launch an attempt now, or set a durable timer that launches it after `delay` seconds."""
+        if delay:
+            key = timer_key(DISPATCH, execution.seq, attempt, item)
+            execution.waiting.append(key)
+            step.commands.append(SetTimer(key, delay))
+            return
+        self._launch_or_fail(state, step, node, execution, attempt, item)
+
+    def _launch_or_fail(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution,
+                        attempt: int, item: int | None) -> None:
+        error = self._launch(state, step, node, execution, attempt, item)
+        if error is None:
+            return
+        if item is None:
+            step.queue.append(("ended", execution.seq, FAILED, None, error))
+            return
+        del execution.in_flight[item]
+        step.commands.append(ItemEnded(execution.seq, item, FAILED))
+        self._item_failed(execution, item, FAILED, error)
+        if not execution.in_flight:
+            self._finish_items(step, execution)
+
+    def _launch(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution, attempt: int,
+                item: int | None) -> str | None:
+        """Render the input and dispatch one call (with its deadline timer); the error, if any."""
+        if item is None:
+            context = self._context(state, node.name)
+        else:
+            context = self._context(state, node.name, item=execution.items[item], index=item)
+        try:
+            payload = self.evaluator.render(node.spec.input, context)
+        except ExpressionError as exc:
+            where = "input" if item is None else f"input of item {item}"
+            return f"task '{node.name}': {where}: {exc}"
+        timeout = node.spec.timeout
+        step.commands.append(Dispatch(seq=execution.seq, task=node.name, action=node.spec.action, input=payload,
+                                      attempt=attempt, item=item, queue=node.spec.queue, timeout=timeout))
+        if timeout:
+            step.commands.append(SetTimer(timer_key(DEADLINE, execution.seq, attempt, item),
+                                          timeout + self.run.timeout_grace))
+        return None
 
     def _finish_items(self, step: _Step, execution: Execution) -> None:
         done = execution.item_error is None and execution.next_item >= len(execution.items)
@@ -260,14 +364,12 @@ class Conductor:
         node = self.graph.nodes[execution.task]
         if (execution.items is None and status in TASK_FAILURES
                 and self._should_retry(state, node, execution.attempt, error)):
-            payload = self._render_or_none(node.spec.input, self._context(state, node.name))
-            if payload is not None:
-                step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status, None, error))
-                execution.attempt += 1
-                step.commands.append(ExecutionStarted(seq, node.name, execution.attempt))
-                step.commands.append(self._dispatch(node, seq, execution.attempt, payload,
-                                                    countdown=node.spec.retry.delay_before(execution.attempt - 1)))
-                return
+            step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status, None, error))
+            execution.attempt += 1
+            step.commands.append(ExecutionStarted(seq, node.name, execution.attempt))
+            self._schedule(state, step, node, execution, execution.attempt, None,
+                           node.spec.retry.delay_before(execution.attempt - 1))
+            return
         del state.active[seq]
         outcome = result if status not in TASK_FAILURES else error
         step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status,
@@ -319,13 +421,6 @@ class Conductor:
         except ExpressionError:
             return False
 
-    def _render_or_none(self, value: Any, context: dict[str, Any]) -> Any:
-        """Input for a retry; None (no retry) when it no longer renders."""
-        try:
-            return self.evaluator.render(value, context)
-        except ExpressionError:
-            return None
-
     def _maybe_finish(self, state: WorkflowState, step: _Step) -> None:
         if state.status != RUNNING or state.active:
             return
@@ -350,19 +445,13 @@ class Conductor:
 
     # Helpers ----------------------------------------------------------------------------------
 
-    def _dispatch(self, node: TaskNode, seq: int, attempt: int, payload: Any, item: int | None = None,
-                  countdown: float | None = None) -> Dispatch:
-        return Dispatch(seq=seq, task=node.name, action=node.spec.action, input=payload, attempt=attempt,
-                        item=item, queue=node.spec.queue, timeout=node.spec.timeout,
-                        countdown=countdown or None)
-
     def _mark_fan_ins(self, step: _Step) -> None:
         """Calls that went out together and all lead into one place become one fan-in:
         the items of a with_items task dispatched at once, or sibling tasks that go straight
         into the same join."""
         groups: dict[str, list[int]] = {}
         for i, command in enumerate(step.commands):
-            if not isinstance(command, Dispatch) or command.countdown:
+            if not isinstance(command, Dispatch):
                 continue
             node = self.graph.nodes[command.task]
             if node.spec.retry is not None:

@@ -34,6 +34,7 @@ class Execution:
     results: dict[int, Any] = field(default_factory=dict)
     item_error: str | None = None
     item_status: str | None = None
+    waiting: list[str] = field(default_factory=list)  # timer keys of delayed dispatches
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Execution":

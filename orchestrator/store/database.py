@@ -95,6 +95,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+_instances: list[Database] = []
+
+
 @lru_cache(maxsize=8)
 def database(url: str) -> Database:
-    return Database(url)
+    db = Database(url)
+    _instances.append(db)
+    return db
+
+
+def after_fork() -> None:
+    """In a forked child: drop the parent's pooled connections without closing them (they
+    belong to the parent), so the child opens its own."""
+    for db in _instances:
+        db.engine.dispose(close=False)

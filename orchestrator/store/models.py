@@ -55,6 +55,8 @@ class WorkflowRun(Base):
     state: Mapped[Any] = mapped_column(JSONType, nullable=True)
     parent_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     parent_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parent_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parent_item: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -88,3 +90,15 @@ class WorkflowVariable(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+
+
+class Timer(Base):
+    """A durable timer of a run (delayed dispatch, attempt deadline, workflow timeout), fired by
+    a short countdown message when near and by the periodic tick in any case."""
+
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_due_at", "due_at"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

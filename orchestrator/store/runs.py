@@ -7,20 +7,21 @@ load, decide, write) commits as one unit or not at all.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..engine.commands import Command, ExecutionEnded, ExecutionStarted, RunFinished, VariablesSet
+from ..engine.commands import CancelTimer, Command, ExecutionEnded, ExecutionStarted, RunFinished, SetTimer, VariablesSet
 from ..engine.state import WorkflowState
-from .models import TaskExecution, WorkflowDefinition, WorkflowRun, WorkflowVariable
+from .models import TaskExecution, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
 TASKS = TaskExecution.__table__
 VARIABLES = WorkflowVariable.__table__
 DEFINITIONS = WorkflowDefinition.__table__
+TIMERS = Timer.__table__
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -66,12 +67,14 @@ class RunStore:
 
     def create_run(self, conn: Connection, run_id: str, workflow: str, definition_id: int | None,
                    params: dict[str, Any], status: str = "requested", error: str | None = None,
-                   parent_run_id: str | None = None, parent_seq: int | None = None) -> bool:
+                   parent: dict[str, Any] | None = None) -> bool:
         """Insert a run; False when one with this id exists already (a redelivered start)."""
         now = utcnow()
         values = dict(id=run_id, workflow=workflow, definition_id=definition_id, status=status, params=params,
-                      error=error, created_at=now, updated_at=now, parent_run_id=parent_run_id,
-                      parent_seq=parent_seq, finished_at=now if status in TERMINAL else None)
+                      error=error, created_at=now, updated_at=now, finished_at=now if status in TERMINAL else None)
+        if parent:
+            values.update(parent_run_id=parent["run"], parent_seq=parent["seq"], parent_attempt=parent["attempt"],
+                          parent_item=parent.get("item"))
         module = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = module.insert(RUNS).values(**values).on_conflict_do_nothing(index_elements=["id"])
         return conn.execute(stmt.returning(RUNS.c.id)).first() is not None
@@ -113,12 +116,36 @@ class RunStore:
                                      finished_at=now))
             elif isinstance(command, VariablesSet):
                 self._upsert_variables(conn, run_id, command.values)
+            elif isinstance(command, SetTimer):
+                self._set_timer(conn, run_id, command.key, now + timedelta(seconds=command.seconds))
+            elif isinstance(command, CancelTimer):
+                conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id, TIMERS.c.key == command.key))
             elif isinstance(command, RunFinished):
                 run_values.update(status=command.status, output=command.output, error=command.error,
                                   finished_at=now)
+                conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id))
         if new_rows:
             conn.execute(insert(TASKS), new_rows)
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+
+    def _set_timer(self, conn: Connection, run_id: str, key: str, due_at: datetime) -> None:
+        module = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = module.insert(TIMERS).values(run_id=run_id, key=key, due_at=due_at)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"due_at": due_at}))
+
+    def take_due_timers(self, conn: Connection, run_id: str, keys: list[str] | None = None) -> list[str]:
+        """Delete and return the run's timers that are due (all due ones when `keys` is None);
+        called under the run's lock, so each timer fires once."""
+        stmt = delete(TIMERS).where(TIMERS.c.run_id == run_id, TIMERS.c.due_at <= utcnow())
+        if keys is not None:
+            stmt = stmt.where(TIMERS.c.key.in_(keys))
+        return sorted(conn.execute(stmt.returning(TIMERS.c.key)).scalars())
+
+    def due_runs(self, conn: Connection, limit: int = 500) -> list[str]:
+        """Runs that have at least one timer due now, oldest first."""
+        stmt = (select(TIMERS.c.run_id, func.min(TIMERS.c.due_at).label("due")).where(TIMERS.c.due_at <= utcnow())
+                .group_by(TIMERS.c.run_id).order_by("due").limit(limit))
+        return [row.run_id for row in conn.execute(stmt)]
 
     def _upsert_variables(self, conn: Connection, run_id: str, values: dict[str, Any]) -> None:
         if not values:

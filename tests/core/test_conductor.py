@@ -344,7 +344,8 @@ def test_retry_counts_attempts_and_backoff():
         retry: {count: 3, delay: 1, backoff: exponential, max_delay: 3}
     """, a=lambda p, attempt, item: RuntimeError("flaky") if attempt < 4 else "ok")
     assert r.status == "succeeded"
-    assert [c.countdown for c in r.calls] == [None, 1, 2, 3]
+    assert [t.seconds for t in r.timers] == [1, 2, 3]
+    assert r.clock == 6
     assert [e["status"] for e in r.executions] == ["failed", "failed", "failed", "succeeded"]
 
 
@@ -423,3 +424,117 @@ def test_every_accepted_item_completion_yields_a_command():
     later = conductor.apply(state, TaskEnded(first.seq, 1, "succeeded", 1, item=first.item))
     assert later and not any(isinstance(c, Dispatch) for c in later)
     assert conductor.apply(state, TaskEnded(first.seq, 1, "succeeded", 1, item=first.item)) == []
+
+
+def test_delay_is_a_durable_timer_before_dispatch():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, delay: 5, next: [{do: b}]}
+      - {name: b, action: x}
+    """)
+    assert r.status == "succeeded" and r.sequence == ["a", "b"]
+    assert [(t.key, t.seconds) for t in r.timers] == [("dispatch:1:1:-", 5)]
+    assert r.clock == 5
+
+
+def test_hung_attempt_ends_timed_out_at_its_deadline_and_is_routed():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - name: a
+        action: x
+        timeout: 30
+        next:
+          - {when: "{{ timed_out() }}", publish: {why: "{{ result() }}"}, do: b}
+      - {name: b, action: x}
+    output_map: {why: "{{ workflow.why }}"}
+    """, a="hang")
+    assert r.sequence == ["a", "b"]
+    assert r.status == "succeeded"
+    assert r.output == {"why": "timed out after 30 s (no report from the worker)"}
+    assert r.clock == 30
+
+
+def test_retry_after_timeout():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, timeout: 10, retry: {count: 2, delay: 1}}
+    """, a=lambda p, attempt, item: "hang" if attempt < 3 else "ok")
+    assert r.status == "succeeded"
+    assert [e["status"] for e in r.executions] == ["timed_out", "timed_out", "succeeded"]
+    assert r.clock == 10 + 1 + 10 + 1
+
+
+def test_retry_when_decides():
+    text = """
+    version: "1.0"
+    tasks:
+      - name: a
+        action: x
+        retry: {count: 5, when: "{{ 'transient' in result() }}"}
+    """
+    r = run(text, a=lambda p, attempt, item: RuntimeError("transient glitch" if attempt < 3 else "fatal"))
+    assert r.status == "failed" and len(r.executions) == 3 and "fatal" in r.error
+
+
+def test_workflow_timeout_fails_run_and_revokes_running_calls():
+    from orchestrator.engine.commands import Revoke
+    w = wf("""
+    version: "1.0"
+    timeout: 60
+    tasks:
+      - {name: a, action: x, next: [{do: b}]}
+      - {name: b, action: x}
+    """)
+    conductor = Conductor(w, RunInfo("r", {}))
+    state, commands = conductor.start()
+    assert any(getattr(c, "key", None) == "workflow" for c in commands)
+    from orchestrator.engine.commands import TimerFired
+    result = conductor.apply(state, TimerFired("workflow"))
+    assert Revoke(1, 1) in result
+    assert state.status == "failed" and state.failure == "workflow timed out after 60 s"
+    assert conductor.apply(state, TaskEnded(1, 1, "succeeded")) == []
+
+
+def test_item_retries_and_batches_with_short_last_chunk():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - name: a
+        action: x
+        with_items: "{{ range(7) | list }}"
+        batch_size: 3
+        concurrency: 1
+        retry: {count: 1}
+        input: {chunk: "{{ item }}"}
+        next: [{publish: {out: "{{ result() }}"}}]
+    output_map: {out: "{{ workflow.out }}"}
+    """, a=lambda p, attempt, item: RuntimeError("once") if item == 1 and attempt == 1 else sum(p["chunk"]))
+    assert r.status == "succeeded"
+    assert [c.input["chunk"] for c in r.calls] == [[0, 1, 2], [3, 4, 5], [3, 4, 5], [6]]
+    assert r.output == {"out": [3, 12, 6]}
+
+
+def test_with_items_delay_starts_all_items_after_the_delay():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, delay: 2, with_items: "{{ [1, 2] }}"}
+    """)
+    assert r.status == "succeeded" and r.clock == 2 and len(r.calls) == 2
+
+
+def test_legacy_task_when_skips():
+    r = run("""
+    version: "1.0"
+    parameters: {go: {type: boolean, default: false}}
+    tasks:
+      - {name: a, action: x, when: "{{ parameters.go }}", on_complete: [b], on_success: [c]}
+      - {name: b, action: x}
+      - {name: c, action: x}
+    """)
+    assert r.sequence == ["a", "b"]
+    assert r.executions[0]["status"] == "skipped"
+    assert [c.task for c in r.calls] == ["b"]
