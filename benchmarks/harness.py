@@ -32,10 +32,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("ORCHESTRATOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
@@ -225,7 +225,7 @@ class WorkerProcess:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
-    def wait_ready(self, timeout: float = 60) -> "WorkerProcess":
+    def wait_ready(self, timeout: float = 60) -> WorkerProcess:
         """Block until the worker answers a ping (its consumer is up); raise if it exits or
         stays silent for `timeout` seconds."""
         from celery import Celery
@@ -327,20 +327,19 @@ def machine_facts(broker_url: str = BROKER_URL, database_url: str = DATABASE_URL
         "celery": f"{celery.__version__} (kombu {kombu.__version__})",
         "platform": platform.platform(),
     }
-    try:
-        import redis
+    import psycopg
+    import redis
 
+    try:  # facts are informative: an unreachable server shows up later, with a real error
         client = redis.Redis.from_url(broker_url)
         facts["redis"] = str(client.info("server").get("redis_version"))
         client.close()
-    except Exception as exc:  # facts are informative only
+    except redis.RedisError as exc:
         facts["redis"] = f"unknown ({type(exc).__name__})"
     try:
-        import psycopg
-
         with psycopg.connect(_libpq(database_url, "postgres")) as conn:
             facts["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-    except Exception as exc:
+    except psycopg.Error as exc:
         facts["postgresql"] = f"unknown ({type(exc).__name__})"
     return facts
 

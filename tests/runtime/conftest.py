@@ -85,11 +85,12 @@ def _reset_process() -> None:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2, name: str = "w1"):
+    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2, name: str = "w1",
+                 extra: list[str] | None = None):
         self.log = log
         args = [sys.executable, "-m", "orchestrator", "worker", "-P", "prefork", "-c", str(concurrency),
                 "-n", f"{name}.{env['ORCHESTRATOR_DEFAULT_QUEUE']}@%h", "--without-mingle", "--without-gossip",
-                "-l", "info", "--logfile", str(log)]
+                "-l", "info", "--logfile", str(log), *(extra or [])]
         self.proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
