@@ -23,7 +23,7 @@ from .engine.params import resolve_parameters
 from .engine.validate import Workflow
 from .registry import WorkflowNotFound, compile_workflow
 from .store import Database, RunStore
-from .store.runs import TERMINAL, iso, utcnow
+from .store.runs import TERMINAL, StoredItems, iso, utcnow
 
 log = logging.getLogger("orchestrator.supervisor")
 
@@ -110,7 +110,8 @@ class Supervisor:
                 return
             workflow = self._workflow_by_definition(run.definition_id)
             state = self.store.load_state(conn, run)
-            conductor = Conductor(workflow, self._run_info(run.id, run.params, iso(run.started_at)))
+            conductor = Conductor(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
+                                  items=StoredItems(conn, run_id))
             commands: list[Any] = []
             for event in events:
                 commands.extend(conductor.apply(state, event))

@@ -56,12 +56,21 @@ class ExecutionEnded:
 
 
 @dataclass(frozen=True)
+class ItemsCreated:
+    """A with_items execution's rendered list (after batching): one stored value per call."""
+
+    seq: int
+    values: list[Any]
+
+
+@dataclass(frozen=True)
 class ItemEnded:
-    """One item of a with_items execution finished (its last attempt)."""
+    """One item of a with_items execution finished (its last attempt) with this result or error."""
 
     seq: int
     item: int
     status: str
+    result: Any = None
 
 
 @dataclass(frozen=True)
@@ -114,5 +123,5 @@ class RunFinished:
     error: str | None = None
 
 
-Command = (ExecutionStarted | ExecutionEnded | ItemEnded | Dispatch | SetTimer | CancelTimer | Revoke | VariablesSet
+Command = (ExecutionStarted | ExecutionEnded | ItemsCreated | ItemEnded | Dispatch | SetTimer | CancelTimer | Revoke | VariablesSet
            | RunFinished)

@@ -14,12 +14,14 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .commands import (CancelTimer, Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded, Revoke,
+from .commands import (CancelTimer, Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated,
+                       Revoke,
                        RunFinished, SetTimer, TaskEnded, TimerFired, VariablesSet)
 from .errors import ExpressionError
 from .expressions import Evaluator
 from .graph import TaskNode, Transition
-from .state import CANCELED, FAILED, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution, WorkflowState
+from .state import (CANCELED, FAILED, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution, ItemStore,
+                    WorkflowState)
 from .validate import Workflow
 
 DEFAULT_EXECUTION_LIMIT = 10_000
@@ -63,11 +65,16 @@ class _Step:
 
 
 class Conductor:
-    def __init__(self, workflow: Workflow, run: RunInfo, evaluator: Evaluator | None = None):
+    def __init__(self, workflow: Workflow, run: RunInfo, evaluator: Evaluator | None = None,
+                 items: ItemStore | None = None):
         self.workflow = workflow
         self.graph = workflow.graph
         self.run = run
         self.evaluator = evaluator or Evaluator()
+        self.items = items or ItemStore()
+        # Item values and results recorded by this conductor, not yet readable from the store.
+        self._item_values: dict[int, list[Any]] = {}
+        self._item_results: dict[int, dict[int, Any]] = {}
 
     # Public API -----------------------------------------------------------------------------
 
@@ -239,8 +246,11 @@ class Conductor:
             return
         if spec.batch_size > 1:
             items = [items[i:i + spec.batch_size] for i in range(0, len(items), spec.batch_size)]
-        execution.items = items
+        execution.items = len(items)
         step.commands.append(ExecutionStarted(seq, node.name, 1, items=len(items)))
+        if items:
+            step.commands.append(ItemsCreated(seq, items))
+            self._item_values[seq] = items
         if not items:
             step.queue.append(("ended", seq, SUCCEEDED, [], None))
         elif spec.delay:
@@ -259,12 +269,12 @@ class Conductor:
     def _dispatch_items(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution) -> None:
         """Fill the window: start items in index order while fewer than `concurrency` are in flight."""
         try:
-            limit = self._concurrency(state, node) or len(execution.items)
+            limit = self._concurrency(state, node) or execution.items
         except (ExpressionError, TypeError, ValueError) as exc:
             execution.item_error = f"task '{node.name}': concurrency: {exc}"
             execution.item_status = FAILED
             limit = 0
-        while len(execution.in_flight) < limit and execution.next_item < len(execution.items):
+        while len(execution.in_flight) < limit and execution.next_item < execution.items:
             index = execution.next_item
             execution.next_item += 1
             execution.in_flight[index] = 1
@@ -286,19 +296,21 @@ class Conductor:
             self._schedule(state, step, node, execution, attempt + 1, index, node.spec.retry.delay_before(attempt))
             return
         del execution.in_flight[index]
-        step.commands.append(ItemEnded(execution.seq, index, event.status))
         if event.status in TASK_FAILURES:
-            self._item_failed(execution, index, event.status, event.error)
+            self._item_failed(step, execution, index, event.status, event.error)
         else:
-            execution.results[index] = event.result
+            self._record_item(step, execution.seq, index, event.status, event.result)
         if execution.item_error is None:
             self._dispatch_items(state, step, node, execution)
         elif not execution.in_flight:
             self._finish_items(step, execution)
 
-    @staticmethod
-    def _item_failed(execution: Execution, index: int, status: str, error: str | None) -> None:
-        execution.results[index] = error
+    def _record_item(self, step: _Step, seq: int, index: int, status: str, result: Any) -> None:
+        self._item_results.setdefault(seq, {})[index] = result
+        step.commands.append(ItemEnded(seq, index, status, result))
+
+    def _item_failed(self, step: _Step, execution: Execution, index: int, status: str, error: str | None) -> None:
+        self._record_item(step, execution.seq, index, status, error)
         if execution.item_error is None:
             execution.item_error = f"item {index}: {error}"
             execution.item_status = status
@@ -322,8 +334,7 @@ class Conductor:
             step.queue.append(("ended", execution.seq, FAILED, None, error))
             return
         del execution.in_flight[item]
-        step.commands.append(ItemEnded(execution.seq, item, FAILED))
-        self._item_failed(execution, item, FAILED, error)
+        self._item_failed(step, execution, item, FAILED, error)
         if not execution.in_flight:
             self._finish_items(step, execution)
 
@@ -333,7 +344,7 @@ class Conductor:
         if item is None:
             context = self._context(state, node.name)
         else:
-            context = self._context(state, node.name, item=execution.items[item], index=item)
+            context = self._context(state, node.name, item=self._item_value(execution.seq, item), index=item)
         try:
             payload = self.evaluator.render(node.spec.input, context)
         except ExpressionError as exc:
@@ -347,11 +358,16 @@ class Conductor:
                                           timeout + self.run.timeout_grace))
         return None
 
+    def _item_value(self, seq: int, index: int) -> Any:
+        values = self._item_values.get(seq)
+        return values[index] if values is not None else self.items.item(seq, index)
+
     def _finish_items(self, step: _Step, execution: Execution) -> None:
-        done = execution.item_error is None and execution.next_item >= len(execution.items)
+        done = execution.item_error is None and execution.next_item >= execution.items
         if execution.in_flight or not (done or execution.item_error):
             return
-        results = [execution.results[i] for i in sorted(execution.results)]
+        recorded = {**self.items.results(execution.seq), **self._item_results.get(execution.seq, {})}
+        results = [recorded[i] for i in sorted(recorded)]
         if execution.item_error is None:
             step.queue.append(("ended", execution.seq, SUCCEEDED, results, None))
         else:
@@ -371,6 +387,8 @@ class Conductor:
                            node.spec.retry.delay_before(execution.attempt - 1))
             return
         del state.active[seq]
+        self._item_values.pop(seq, None)
+        self._item_results.pop(seq, None)
         outcome = result if status not in TASK_FAILURES else error
         step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status,
                                             result if status not in TASK_FAILURES else (result if execution.items is not None else None),

@@ -28,10 +28,9 @@ class Execution:
     seq: int
     task: str
     attempt: int = 1
-    items: list[Any] | None = None
+    items: int | None = None  # with_items: how many calls; their values and results live in an ItemStore
     next_item: int = 0
     in_flight: dict[int, int] = field(default_factory=dict)  # item index -> attempt
-    results: dict[int, Any] = field(default_factory=dict)
     item_error: str | None = None
     item_status: str | None = None
     waiting: list[str] = field(default_factory=list)  # timer keys of delayed dispatches
@@ -40,8 +39,19 @@ class Execution:
     def from_dict(cls, data: dict[str, Any]) -> "Execution":
         data = dict(data)
         data["in_flight"] = {int(k): v for k, v in data.get("in_flight", {}).items()}
-        data["results"] = {int(k): v for k, v in data.get("results", {}).items()}
         return cls(**data)
+
+
+class ItemStore:
+    """Where with_items values and item results live, outside the run's state, so a step costs the
+    same at item 10 and item 10,000. The shell reads them from the database; this in-memory base
+    (used by rehearsals) holds nothing beyond what the conductor recorded itself."""
+
+    def item(self, seq: int, index: int) -> Any:
+        raise KeyError(f"item {index} of execution {seq} is not stored")
+
+    def results(self, seq: int) -> dict[int, Any]:
+        return {}
 
 
 @dataclass

@@ -102,3 +102,17 @@ class Timer(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TaskItem(Base):
+    """One call of a with_items execution: its value (after batching) and, once ended, its outcome.
+    Kept out of the run's state so each item's step reads and writes one row."""
+
+    __tablename__ = "task_items"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    result: Mapped[Any] = mapped_column(JSONType, nullable=True)

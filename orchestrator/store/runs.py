@@ -10,18 +10,20 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..engine.commands import CancelTimer, Command, ExecutionEnded, ExecutionStarted, RunFinished, SetTimer, VariablesSet
-from ..engine.state import WorkflowState
-from .models import TaskExecution, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
+from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, RunFinished,
+                               SetTimer, VariablesSet)
+from ..engine.state import ItemStore, WorkflowState
+from .models import TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
 TASKS = TaskExecution.__table__
 VARIABLES = WorkflowVariable.__table__
 DEFINITIONS = WorkflowDefinition.__table__
 TIMERS = Timer.__table__
+ITEMS = TaskItem.__table__
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -126,7 +128,22 @@ class RunStore:
                 conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id))
         if new_rows:
             conn.execute(insert(TASKS), new_rows)
+        self._write_items(conn, run_id, commands)
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+
+    def _write_items(self, conn: Connection, run_id: str, commands: Iterable[Command]) -> None:
+        """Item rows in bulk: one multi-row insert per created list, one executemany of updates."""
+        ended = []
+        for command in commands:
+            if isinstance(command, ItemsCreated):
+                conn.execute(insert(ITEMS), [dict(run_id=run_id, seq=command.seq, idx=i, value=v)
+                                             for i, v in enumerate(command.values)])
+            elif isinstance(command, ItemEnded):
+                ended.append(dict(b_seq=command.seq, b_idx=command.item, status=command.status,
+                                  result=command.result))
+        if ended:
+            conn.execute(update(ITEMS).where(ITEMS.c.run_id == run_id, ITEMS.c.seq == bindparam("b_seq"),
+                                             ITEMS.c.idx == bindparam("b_idx")), ended)
 
     def _set_timer(self, conn: Connection, run_id: str, key: str, due_at: datetime) -> None:
         module = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -200,3 +217,20 @@ class RunStore:
 
     def count_executions(self, conn: Connection, run_id: str) -> int:
         return conn.execute(select(func.count()).select_from(TASKS).where(TASKS.c.run_id == run_id)).scalar_one()
+
+
+class StoredItems(ItemStore):
+    """The conductor's view of with_items rows, read within the step's transaction."""
+
+    def __init__(self, conn: Connection, run_id: str):
+        self.conn = conn
+        self.run_id = run_id
+
+    def item(self, seq: int, index: int) -> Any:
+        return self.conn.execute(select(ITEMS.c.value).where(ITEMS.c.run_id == self.run_id, ITEMS.c.seq == seq,
+                                                             ITEMS.c.idx == index)).scalar_one()
+
+    def results(self, seq: int) -> dict[int, Any]:
+        rows = self.conn.execute(select(ITEMS.c.idx, ITEMS.c.result).where(
+            ITEMS.c.run_id == self.run_id, ITEMS.c.seq == seq, ITEMS.c.status.is_not(None)))
+        return {row.idx: row.result for row in rows}
