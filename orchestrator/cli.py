@@ -280,4 +280,13 @@ def main() -> None:
             raise
         err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    from .runtime import embedded_worker_used
+
+    if embedded_worker_used():
+        # Actions still running in the embedded pool (e.g. one the engine timed out) cannot be
+        # interrupted, and Python would wait for them at exit. Every state change is committed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -99,27 +99,37 @@ class EmbeddedWorker:
         return self
 
     def stop(self, timeout: float = 0.5) -> None:
-        """Stop consuming. The memory transport's loop wakes only every 2 s; the thread is a
-        daemon and every state change is already committed, so waiting longer buys nothing."""
+        """Stop consuming, waiting at most `timeout` s: the memory transport's loop wakes only every
+        2 s and running actions cannot be interrupted, while every state change is already
+        committed, so waiting longer buys nothing."""
         if self.thread is None or self.worker is None:
             return
-        self.worker.stop(in_sighandler=False, exitcode=0)
-        self.thread.join(timeout)
+        # WorkController.stop waits for the pool's running actions; do that off this thread.
+        stopper = threading.Thread(target=self.worker.stop, kwargs={"in_sighandler": False, "exitcode": 0},
+                                   name="orchestrator-embedded-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
         self.thread = None
 
 
 _embedded: EmbeddedWorker | None = None
 _embedded_lock = threading.Lock()
+_embedded_started = False
+
+
+def embedded_worker_used() -> bool:
+    return _embedded_started
 
 
 def ensure_embedded_worker() -> EmbeddedWorker | None:
     """Start the in-process worker once, when running on the embedded default."""
-    global _embedded
+    global _embedded, _embedded_started
     if not settings().embedded:
         return None
     with _embedded_lock:
         if _embedded is None:
             _embedded = EmbeddedWorker().start()
+            _embedded_started = True
         return _embedded
 
 

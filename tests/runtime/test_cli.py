@@ -173,3 +173,29 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot use the database:")
     assert "Traceback" not in result.stderr
+
+
+def test_embedded_engine_ends_an_attempt_on_time(embedded_dir):
+    """The embedded thread pool has no time limits: the engine's deadline ends the attempt."""
+    import time
+
+    flow = embedded_dir / "slow.yaml"
+    flow.write_text(textwrap.dedent("""
+        version: "1.0"
+        tasks:
+          - name: slow
+            action: core.sleep
+            input: {seconds: 20}
+            timeout: 1
+            next: [{when: "{{ timed_out() }}", do: after}]
+          - {name: after, action: core.echo, input: {message: recovered}}
+        output_map: {after: "{{ task.after.result }}"}
+    """))
+    started = time.monotonic()
+    result = cli("run", str(flow), "--json", cwd=embedded_dir)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [(t["name"], t["status"]) for t in summary["tasks"]] == [("slow", "timed_out"), ("after", "succeeded")]
+    assert summary["tasks"][0]["error"] == "timed out after 1 s (no report from the worker)"
+    assert summary["output"] == {"after": "recovered"}
