@@ -16,13 +16,9 @@ from celery import Celery, chord, group
 from celery.canvas import Signature
 
 from .engine.commands import Dispatch, Revoke
+from .runner import call_id, read_trace
 
 HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) and the kill
-
-
-def call_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
-    """The Celery task id of one action call: derived, so a call can be found and revoked."""
-    return f"{run_id}-{seq}-{attempt}" + ("" if item is None else f"-i{item}")
 
 
 class Canvas:
@@ -81,6 +77,10 @@ class Canvas:
     def revoke(self, run_id: str, call: Revoke) -> None:
         """Best effort: its late envelope would be ignored anyway."""
         self.app.control.revoke(call_id(run_id, call.seq, call.attempt, call.item))
+
+    def trace(self, run_id: str, seq: int, attempt: int, item: int | None) -> str | dict[str, Any] | None:
+        """What the worker left of a call: 'running', its envelope, or None (see runner.py)."""
+        return read_trace(self.app, call_id(run_id, seq, attempt, item))
 
     def linked(self, signature: Signature) -> Signature:
         signature.set(ignore_result=True)

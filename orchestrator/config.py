@@ -29,6 +29,11 @@ class Settings:
     visibility_timeout: int = 3600
     execution_limit: int = 10_000
     tick_interval: float = 1.0
+    lease: float = 1800.0
+    outbox_grace: float = 30.0
+    lock_timeout: float = 10.0
+    max_result_bytes: int = 1 << 20
+    max_input_bytes: int = 1 << 20
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -102,6 +107,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         visibility_timeout=int(env.get("ORCHESTRATOR_VISIBILITY_TIMEOUT", "3600")),
         execution_limit=int(env.get("ORCHESTRATOR_EXECUTION_LIMIT", "10000")),
         tick_interval=float(env.get("ORCHESTRATOR_TICK_INTERVAL", "1")),
+        lease=float(env.get("ORCHESTRATOR_LEASE", "1800")),
+        outbox_grace=float(env.get("ORCHESTRATOR_OUTBOX_GRACE", "30")),
+        lock_timeout=float(env.get("ORCHESTRATOR_LOCK_TIMEOUT", "10")),
+        max_result_bytes=int(env.get("ORCHESTRATOR_MAX_RESULT_BYTES", str(1 << 20))),
+        max_input_bytes=int(env.get("ORCHESTRATOR_MAX_INPUT_BYTES", str(1 << 20))),
         config=_deployment_config(env),
     )
 

@@ -8,12 +8,15 @@ one shape to read.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
+
+log = logging.getLogger("orchestrator.runner")
 
 
 def envelope(call: dict[str, Any], status: str, result: Any = None, error: str | None = None) -> dict[str, Any]:
@@ -30,7 +33,42 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-def run_action(app: Celery, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+def call_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
+    """The Celery task id of one action call: derived, so a call can be found, traced and revoked."""
+    return f"{run_id}-{seq}-{attempt}" + ("" if item is None else f"-i{item}")
+
+
+def trace_key(task_id: str) -> str:
+    return f"orchestrator-call-{task_id}"
+
+
+def _trace(app: Celery, call: dict[str, Any], value: str) -> None:
+    """Leave a trace of the call in the result backend: "running" when it starts, its envelope
+    when it ends. The supervisor reads it when a call goes quiet: running, finished with a lost
+    report, or no trace at all (the message was lost). Best effort: never fails the action."""
+    try:
+        app.backend.set(trace_key(call_id(call["run"], call["seq"], call["attempt"], call.get("item"))), value)
+    except Exception as exc:  # the backend being down must not fail the action itself
+        log.warning("could not record the trace of call %s: %s", call.get("task"), exc)
+
+
+def read_trace(app: Celery, task_id: str) -> str | dict[str, Any] | None:
+    """'running', the envelope of a finished call, or None when there is no trace."""
+    value = app.backend.get(trace_key(task_id))
+    if value is None:
+        return None
+    value = value.decode() if isinstance(value, bytes) else value
+    return "running" if value == "running" else json.loads(value)
+
+
+def run_action(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_bytes: int | None = None) -> dict[str, Any]:
+    _trace(app, call, "running")
+    outcome = _run(app, call, payload, max_result_bytes)
+    _trace(app, call, json.dumps(outcome))
+    return outcome
+
+
+def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_bytes: int | None) -> dict[str, Any]:
     action = app.tasks.get(call["action"])
     if action is None:
         return envelope(call, FAILED, error=f"unknown action '{call['action']}': no such task is registered "
@@ -44,7 +82,10 @@ def run_action(app: Celery, call: dict[str, Any], payload: dict[str, Any]) -> di
     except Exception as exc:  # the action's own failure, reported as data
         return envelope(call, FAILED, error=describe(exc))
     try:
-        json.dumps(result)
+        size = len(json.dumps(result))
     except (TypeError, ValueError) as exc:
         return envelope(call, FAILED, error=f"result of {call['action']} is not JSON: {exc}")
+    if max_result_bytes is not None and size > max_result_bytes:
+        return envelope(call, FAILED, error=f"result of {call['action']} is {size} bytes, over the limit of "
+                                            f"{max_result_bytes} (ORCHESTRATOR_MAX_RESULT_BYTES)")
     return envelope(call, SUCCEEDED, result=result)

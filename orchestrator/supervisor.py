@@ -16,8 +16,10 @@ from typing import Any, Callable, Iterable
 
 from .canvas import Canvas
 from .config import Settings
-from .engine.commands import Dispatch, Event, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired
+from .engine.commands import Dispatch, Event, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, from_data, to_data
+from .engine.conductor import WATCHES, parse_timer_key
 from .engine.conductor import Conductor, RunInfo
+from .faults import crash_point
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .engine.params import resolve_parameters
 from .engine.validate import Workflow
@@ -64,7 +66,9 @@ class Supervisor:
             conductor = Conductor(workflow, self._run_info(run_id, resolved, iso(now)))
             state, commands = conductor.start()
             self.store.write_step(conn, run_id, state, commands, started_at=now)
-        self._carry_out(_Outcome(run_id, workflow.name, commands, parent))
+            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            outbox_id = self._record(conn, outcome)
+        self._finish(outcome, outbox_id)
         return run_id
 
     def record_rejected(self, run_id: str, workflow: str, error: str, params: dict[str, Any] | None = None) -> None:
@@ -90,19 +94,49 @@ class Supervisor:
 
     def fire_timers(self, run_id: str, keys: list[str] | None = None) -> None:
         """Fire the run's due timers (the named ones, or all that are due)."""
-        self._step(run_id, lambda conn: [TimerFired(k) for k in self.store.take_due_timers(conn, run_id, keys)])
+        self._step(run_id, lambda conn: [self._timer_event(run_id, k)
+                                         for k in self.store.take_due_timers(conn, run_id, keys)])
+
+    def _timer_event(self, run_id: str, key: str) -> Event:
+        """A watched call went quiet: look at what its worker left. A finished call whose report
+        was lost is applied from its trace; otherwise the conductor learns whether it runs."""
+        if key.split(":", 1)[0] not in WATCHES:
+            return TimerFired(key)
+        _, seq, attempt, item = parse_timer_key(key)
+        try:
+            trace = self.canvas.trace(run_id, seq, attempt, item)
+        except Exception as exc:  # the backend cannot tell: let the conductor be cautious
+            log.warning("cannot read the trace of %s %s: %s", run_id, key, exc)
+            return TimerFired(key, running=None)
+        if isinstance(trace, dict):
+            return TaskEnded(seq=seq, attempt=attempt, status=trace["status"], result=trace.get("result"),
+                             error=trace.get("error"), item=item)
+        return TimerFired(key, running=trace == "running")
 
     def tick(self, limit: int = 500) -> int:
-        """Fire every due timer of every run; returns how many runs had one."""
+        """The reconciler: fire every due timer of every run, and carry out what a crashed process
+        committed but never published. Returns how many runs had a due timer."""
         with self.db.reading() as conn:
             runs = self.store.due_runs(conn, limit)
         for run_id in runs:
             self.fire_timers(run_id)
+        self.reconcile_outbox()
         return len(runs)
+
+    def reconcile_outbox(self) -> int:
+        with self.db.transaction() as conn:
+            rows = self.store.stale_outbox(conn, self.settings.outbox_grace)
+            for row in rows:
+                log.warning("carrying out effects of run %s left unpublished (outbox %s)", row.run_id, row.id)
+                payload = row.payload
+                self._carry_out(_Outcome(row.run_id, payload["workflow"],
+                                         [from_data(c) for c in payload["commands"]], payload.get("parent")))
+                self.store.remove_outbox(conn, row.id)
+        return len(rows)
 
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]]) -> None:
         with self.db.transaction() as conn:
-            run = self.store.lock_run(conn, run_id)
+            run = self.store.lock_run(conn, run_id, self.settings.lock_timeout)
             if run is None or run.status in TERMINAL or run.definition_id is None:
                 return
             events = events_of(conn)
@@ -122,9 +156,27 @@ class Supervisor:
             if run.parent_run_id:
                 parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
                           "item": run.parent_item}
-        self._carry_out(_Outcome(run_id, workflow.name, commands, parent))
+            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            outbox_id = self._record(conn, outcome)
+        self._finish(outcome, outbox_id)
 
     # After commit ---------------------------------------------------------------------------
+
+    def _record(self, conn: Any, outcome: _Outcome) -> int | None:
+        """Keep the step's effects in the outbox, in its transaction, when any must not be lost."""
+        effects = [c for c in outcome.commands if isinstance(c, (Dispatch, Revoke))
+                   or (isinstance(c, RunFinished) and outcome.parent)]
+        if not effects:
+            return None
+        payload = {"workflow": outcome.workflow, "parent": outcome.parent, "commands": [to_data(c) for c in effects]}
+        return self.store.add_outbox(conn, outcome.run_id, payload)
+
+    def _finish(self, outcome: _Outcome, outbox_id: int | None) -> None:
+        crash_point("after_commit")
+        self._carry_out(outcome)
+        if outbox_id is not None:
+            with self.db.transaction() as conn:
+                self.store.remove_outbox(conn, outbox_id)
 
     def _carry_out(self, outcome: _Outcome) -> None:
         calls: list[Dispatch] = []
@@ -169,7 +221,7 @@ class Supervisor:
 
     def _run_info(self, run_id: str, params: dict[str, Any], started_at: str | None) -> RunInfo:
         return RunInfo(run_id, params, started_at or "", self.settings.config, self.settings.execution_limit,
-                       self.settings.timeout_grace)
+                       self.settings.timeout_grace, self.settings.lease, self.settings.max_input_bytes)
 
     def _load_definition(self, definition_id: int) -> Workflow:
         with self.db.reading() as conn:

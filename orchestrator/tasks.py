@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from sqlalchemy.exc import DBAPIError
 
 from workers.app import app
 
@@ -13,14 +14,21 @@ from .runner import FAILED, TIMED_OUT, envelope, run_action
 
 log = logging.getLogger("orchestrator.tasks")
 
+# Supervisor work that meets a database error (a restart, a lock timeout) is retried with backoff
+# rather than dropped: the message is published again and this one acknowledged.
+DURABLE = dict(acks_late=True, autoretry_for=(DBAPIError,), retry_backoff=0.5, retry_backoff_max=30,
+               retry_jitter=True, max_retries=None)
+
 
 @app.task(name="orchestrator.action", acks_late=True, reject_on_worker_lost=True)
 def action(call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Run one action call; always returns an envelope (see runner.py)."""
-    return run_action(app, call, payload)
+    from .config import settings
+
+    return run_action(app, call, payload, settings().max_result_bytes)
 
 
-@app.task(name="orchestrator.supervise", acks_late=True, ignore_result=True)
+@app.task(name="orchestrator.supervise", ignore_result=True, **DURABLE)
 def supervise(result: dict[str, Any]) -> None:
     """Apply one action's envelope to its run."""
     from .runtime import supervisor
@@ -28,7 +36,7 @@ def supervise(result: dict[str, Any]) -> None:
     supervisor().complete([result])
 
 
-@app.task(name="orchestrator.supervise_batch", acks_late=True, ignore_result=True)
+@app.task(name="orchestrator.supervise_batch", ignore_result=True, **DURABLE)
 def supervise_batch(results: list[dict[str, Any]]) -> None:
     """Apply a fan-in's envelopes (a chord's header results) to their run in one step."""
     from .runtime import supervisor
@@ -47,7 +55,7 @@ def action_lost(request: Any, exc: BaseException, traceback: Any) -> None:
     supervise.delay(envelope(args[0], status, error=f"{type(exc).__name__}: {exc}"))
 
 
-@app.task(name="orchestrator.start_workflow", bind=True, acks_late=True)
+@app.task(name="orchestrator.start_workflow", bind=True, **DURABLE)
 def start_workflow(self, workflow: str, params: dict[str, Any] | None = None) -> str:
     """Start a workflow by name (or YAML text) from any Celery producer; the run id is this
     task's id, so `start_workflow.delay(...).id` names the run and a redelivery starts nothing."""
@@ -56,7 +64,7 @@ def start_workflow(self, workflow: str, params: dict[str, Any] | None = None) ->
     return start_run(workflow, params, run_id=self.request.id, record_rejection=True)
 
 
-@app.task(name="orchestrator.fire_timer", acks_late=True, ignore_result=True)
+@app.task(name="orchestrator.fire_timer", ignore_result=True, **DURABLE)
 def fire_timer(run_id: str, key: str) -> None:
     """A timer's countdown message arrived: fire it if it is still due (else it was fired)."""
     from .runtime import supervisor

@@ -30,6 +30,9 @@ class TimerFired:
     the workflow's timeout."""
 
     key: str
+    # For an attempt's deadline or lease: whether the shell found the call running (True), found
+    # no trace of it (False: its message was lost, so it is dispatched again), or cannot tell.
+    running: bool | None = None
 
 
 Event = TaskEnded | TimerFired
@@ -125,3 +128,19 @@ class RunFinished:
 
 Command = (ExecutionStarted | ExecutionEnded | ItemsCreated | ItemEnded | Dispatch | SetTimer | CancelTimer | Revoke | VariablesSet
            | RunFinished)
+
+
+_COMMAND_TYPES = {cls.__name__: cls for cls in (ExecutionStarted, ExecutionEnded, ItemsCreated, ItemEnded, Dispatch,
+                                                 SetTimer, CancelTimer, Revoke, VariablesSet, RunFinished)}
+
+
+def to_data(command: Command) -> dict[str, Any]:
+    """A command as plain JSON data (for the shell's outbox)."""
+    from dataclasses import asdict
+
+    return {"type": type(command).__name__, **asdict(command)}
+
+
+def from_data(data: dict[str, Any]) -> Command:
+    fields = dict(data)
+    return _COMMAND_TYPES[fields.pop("type")](**fields)

@@ -10,6 +10,7 @@ tasks that end at once (skips, template errors, empty with_items) cannot exhaust
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,6 +30,8 @@ DEFAULT_EXECUTION_LIMIT = 10_000
 WORKFLOW_TIMER = "workflow"
 DISPATCH = "dispatch"   # a delayed dispatch (task `delay`, retry backoff) is due
 DEADLINE = "deadline"   # an attempt's timeout (plus grace) has passed
+LEASE = "lease"         # an attempt without timeout has not reported for a while: is it lost?
+WATCHES = (DEADLINE, LEASE)
 
 
 def timer_key(kind: str, seq: int, attempt: int, item: int | None) -> str:
@@ -53,6 +56,10 @@ class RunInfo:
     # worker's own time limit normally reports first; this catches vanished workers and pools
     # without time limits (the embedded runtime sets 0).
     timeout_grace: float = 15.0
+    # Seconds after which an attempt without `timeout` that has not reported is checked; a call
+    # the shell finds no trace of is dispatched again. None: no lease (rehearsals).
+    lease: float | None = None
+    max_input_bytes: int | None = None
 
 
 @dataclass
@@ -104,7 +111,7 @@ class Conductor:
         if state.status != RUNNING:
             return []
         if isinstance(event, TimerFired):
-            return self._timer(state, event.key)
+            return self._timer(state, event)
         execution = state.active.get(event.seq)
         if execution is None:
             return []
@@ -114,7 +121,9 @@ class Conductor:
         elif execution.in_flight.get(event.item) != event.attempt or timer_key(DISPATCH, event.seq, event.attempt, event.item) in execution.waiting:
             return []
         step = _Step()
-        step.commands.append(CancelTimer(timer_key(DEADLINE, event.seq, event.attempt, event.item)))
+        watch = self._watch(self.graph.nodes[execution.task])
+        if watch:
+            step.commands.append(CancelTimer(timer_key(watch[0], event.seq, event.attempt, event.item)))
         if event.item is None:
             step.queue.append(("ended", event.seq, event.status, event.result, event.error))
         else:
@@ -122,30 +131,54 @@ class Conductor:
         self._drain(state, step)
         return step.commands
 
-    def _timer(self, state: WorkflowState, key: str) -> list[Command]:
+    def _timer(self, state: WorkflowState, event: TimerFired) -> list[Command]:
         step = _Step()
-        if key == WORKFLOW_TIMER:
+        if event.key == WORKFLOW_TIMER:
             self._time_out_workflow(state, step)
             self._drain(state, step)
             return step.commands
-        kind, seq, attempt, item = parse_timer_key(key)
+        kind, seq, attempt, item = parse_timer_key(event.key)
         execution = state.active.get(seq)
         if execution is None:
             return []
-        if kind == DEADLINE:
-            timeout = self.graph.nodes[execution.task].spec.timeout
-            return self.apply(state, TaskEnded(seq, attempt, TIMED_OUT, None,
-                                               f"timed out after {timeout:g} s (no report from the worker)", item))
-        if key not in execution.waiting:
-            return []
-        execution.waiting.remove(key)
         node = self.graph.nodes[execution.task]
+        if kind in WATCHES:
+            if not self._in_flight(execution, attempt, item):
+                return []
+            if event.running is False:  # no trace of the call: its message was lost
+                self._launch_or_fail(state, step, node, execution, attempt, item)
+            elif kind == LEASE:  # still running, or cannot tell: keep waiting
+                step.commands.append(SetTimer(event.key, self.run.lease))
+            else:
+                return self.apply(state, TaskEnded(seq, attempt, TIMED_OUT, None,
+                                                   f"timed out after {node.spec.timeout:g} s "
+                                                   f"(no report from the worker)", item))
+            self._drain(state, step)
+            return step.commands
+        if event.key not in execution.waiting:
+            return []
+        execution.waiting.remove(event.key)
         if execution.items is not None and item is None:
             self._dispatch_items(state, step, node, execution)  # a delayed with_items task begins
         else:
-            self._launch(state, step, node, execution, attempt, item)
+            self._launch_or_fail(state, step, node, execution, attempt, item)
         self._drain(state, step)
         return step.commands
+
+    @staticmethod
+    def _in_flight(execution: Execution, attempt: int, item: int | None) -> bool:
+        if item is None:
+            return execution.items is None and execution.attempt == attempt and not execution.waiting
+        return execution.in_flight.get(item) == attempt
+
+    def _watch(self, node: TaskNode) -> tuple[str, float] | None:
+        """The timer that watches an attempt in flight: its deadline when the task has a timeout,
+        else the lease (when the runtime sets one)."""
+        if node.spec.timeout:
+            return DEADLINE, node.spec.timeout + self.run.timeout_grace
+        if self.run.lease:
+            return LEASE, self.run.lease
+        return None
 
     def _time_out_workflow(self, state: WorkflowState, step: _Step) -> None:
         """The workflow-level timeout: running calls are revoked and the run fails."""
@@ -350,12 +383,16 @@ class Conductor:
         except ExpressionError as exc:
             where = "input" if item is None else f"input of item {item}"
             return f"task '{node.name}': {where}: {exc}"
-        timeout = node.spec.timeout
+        if self.run.max_input_bytes is not None:
+            size = len(json.dumps(payload, default=str))
+            if size > self.run.max_input_bytes:
+                return (f"task '{node.name}': input is {size} bytes, over the limit of {self.run.max_input_bytes} "
+                        f"(pass large data by reference)")
         step.commands.append(Dispatch(seq=execution.seq, task=node.name, action=node.spec.action, input=payload,
-                                      attempt=attempt, item=item, queue=node.spec.queue, timeout=timeout))
-        if timeout:
-            step.commands.append(SetTimer(timer_key(DEADLINE, execution.seq, attempt, item),
-                                          timeout + self.run.timeout_grace))
+                                      attempt=attempt, item=item, queue=node.spec.queue, timeout=node.spec.timeout))
+        watch = self._watch(node)
+        if watch:
+            step.commands.append(SetTimer(timer_key(watch[0], execution.seq, attempt, item), watch[1]))
         return None
 
     def _item_value(self, seq: int, index: int) -> Any:

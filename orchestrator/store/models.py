@@ -116,3 +116,16 @@ class TaskItem(Base):
     value: Mapped[Any] = mapped_column(JSONType, nullable=True)
     status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     result: Mapped[Any] = mapped_column(JSONType, nullable=True)
+
+
+class Outbox(Base):
+    """What a committed step still has to publish (calls, child runs, reports to a parent run).
+    Written in the step's transaction and deleted once carried out; the periodic tick carries
+    out rows left behind by a process that died in between."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, RunFinished,
                                SetTimer, VariablesSet)
 from ..engine.state import ItemStore, WorkflowState
-from .models import TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
+from .models import Outbox, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
 TASKS = TaskExecution.__table__
@@ -24,6 +24,7 @@ VARIABLES = WorkflowVariable.__table__
 DEFINITIONS = WorkflowDefinition.__table__
 TIMERS = Timer.__table__
 ITEMS = TaskItem.__table__
+OUTBOX = Outbox.__table__
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -84,12 +85,33 @@ class RunStore:
     def run_exists(self, conn: Connection, run_id: str) -> bool:
         return conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id)).first() is not None
 
-    def lock_run(self, conn: Connection, run_id: str) -> Any:
-        """The run's row, locked until the transaction ends (FOR UPDATE; SQLite is serialised)."""
+    def lock_run(self, conn: Connection, run_id: str, lock_timeout: float | None = None) -> Any:
+        """The run's row, locked until the transaction ends (FOR UPDATE; SQLite is serialised).
+        Waiting longer than `lock_timeout` s raises, so a stuck holder cannot wedge workers."""
         stmt = select(RUNS).where(RUNS.c.id == run_id)
         if conn.dialect.name == "postgresql":
+            if lock_timeout:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
             stmt = stmt.with_for_update()
         return conn.execute(stmt).first()
+
+    # Outbox ---------------------------------------------------------------------------------
+
+    def add_outbox(self, conn: Connection, run_id: str, payload: dict[str, Any]) -> int:
+        return conn.execute(insert(OUTBOX).values(run_id=run_id, payload=payload, created_at=utcnow())
+                            .returning(OUTBOX.c.id)).scalar_one()
+
+    def remove_outbox(self, conn: Connection, outbox_id: int) -> None:
+        conn.execute(delete(OUTBOX).where(OUTBOX.c.id == outbox_id))
+
+    def stale_outbox(self, conn: Connection, older_than: float, limit: int = 100) -> list[Any]:
+        """Rows a process left behind (it died between commit and publish), locked for this
+        transaction; other reconcilers skip them."""
+        stmt = (select(OUTBOX).where(OUTBOX.c.created_at <= utcnow() - timedelta(seconds=older_than))
+                .order_by(OUTBOX.c.id).limit(limit))
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return conn.execute(stmt).all()
 
     def load_state(self, conn: Connection, run: Any) -> WorkflowState:
         variables = dict(conn.execute(select(VARIABLES.c.name, VARIABLES.c.value)

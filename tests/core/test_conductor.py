@@ -538,3 +538,59 @@ def test_legacy_task_when_skips():
     assert r.sequence == ["a", "b"]
     assert r.executions[0]["status"] == "skipped"
     assert [c.task for c in r.calls] == ["b"]
+
+
+def _leased(text, lease=60):
+    w = wf(text)
+    conductor = Conductor(w, RunInfo("r", {}, lease=lease))
+    state, commands = conductor.start()
+    return conductor, state, commands
+
+
+def test_lease_redrives_a_lost_call_and_extends_a_running_one():
+    from orchestrator.engine.commands import SetTimer, TimerFired
+    conductor, state, commands = _leased("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, input: {v: 1}}
+    """)
+    assert SetTimer("lease:1:1:-", 60) in commands
+    extended = conductor.apply(state, TimerFired("lease:1:1:-", running=True))
+    assert extended == [SetTimer("lease:1:1:-", 60)]
+    redriven = conductor.apply(state, TimerFired("lease:1:1:-", running=False))
+    assert [type(c).__name__ for c in redriven] == ["Dispatch", "SetTimer"]
+    assert redriven[0].attempt == 1 and redriven[0].input == {"v": 1}
+    done = conductor.apply(state, TaskEnded(1, 1, "succeeded", "ok"))
+    assert any(type(c).__name__ == "CancelTimer" and c.key == "lease:1:1:-" for c in done)
+    assert state.status == "succeeded"
+    assert conductor.apply(state, TimerFired("lease:1:1:-", running=False)) == []
+
+
+def test_deadline_of_a_call_that_never_started_redrives_instead_of_timing_out():
+    from orchestrator.engine.commands import TimerFired
+    conductor, state, commands = _leased("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, timeout: 5, with_items: "{{ [1, 2] }}"}
+    """)
+    keys = [c.key for c in commands if type(c).__name__ == "SetTimer"]
+    assert keys == ["deadline:1:1:0", "deadline:1:1:1"]  # a timeout's deadline doubles as the lease
+    again = conductor.apply(state, TimerFired("deadline:1:1:0", running=False))
+    assert [(type(c).__name__, getattr(c, "item", None)) for c in again][0] == ("Dispatch", 0)
+    timed_out = conductor.apply(state, TimerFired("deadline:1:1:1", running=True))
+    assert any(type(c).__name__ == "ItemEnded" and c.status == "timed_out" for c in timed_out)
+
+
+def test_oversized_input_fails_the_task_clearly():
+    w = wf("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, input: {blob: "{{ 'x' * 5000 }}"}}
+    """)
+    from orchestrator.engine.rehearsal import rehearse
+    conductor_run = RunInfo("r", {}, max_input_bytes=1000)
+    conductor = Conductor(w, conductor_run)
+    state, commands = conductor.start()
+    assert state.status == "failed"
+    assert "task 'a': input is 5012 bytes, over the limit of 1000" in state.failure
+    assert rehearse(w).status == "succeeded"
