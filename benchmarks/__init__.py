@@ -2,6 +2,8 @@
 
     python -m benchmarks                        # every registered benchmark
     python -m benchmarks sequential --rounds 3  # one of them, with its options
+    python -m benchmarks with_items --sizes 1000,10000 --rounds 1
+    python -m benchmarks step_cost --steps 2000
 
 Each benchmark is a module with a ``main(argv) -> int``, registered in ``BENCHMARKS``. Benchmarks
 print figures only; they assert nothing about speed. Only ratios measured in the same run are
@@ -13,4 +15,6 @@ from __future__ import annotations
 # name -> module (imported only when run, so each benchmark sets its environment first)
 BENCHMARKS: dict[str, str] = {
     "sequential": "benchmarks.sequential",
+    "with_items": "benchmarks.with_items",
+    "step_cost": "benchmarks.step_cost",
 }

@@ -22,9 +22,11 @@ HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) 
 
 
 class Canvas:
-    def __init__(self, app: Celery, supervisor_queue: str):
+    def __init__(self, app: Celery, supervisor_queue: str, single_queue: bool = False):
         self.app = app
         self.supervisor_queue = supervisor_queue
+        # The embedded worker consumes only the default and supervisor queues: route everything there.
+        self.single_queue = single_queue
         self._queue_for = lru_cache(maxsize=1024)(self._route)
 
     def send(self, run_id: str, workflow: str, calls: Iterable[Dispatch]) -> None:
@@ -50,7 +52,7 @@ class Canvas:
                 "task": call.task, "action": call.action, "workflow": workflow, "timeout": call.timeout}
         options: dict[str, Any] = {
             "task_id": call_id(run_id, call.seq, call.attempt, call.item),
-            "queue": call.queue or self._queue_for(call.action),
+            "queue": self.app.conf.task_default_queue if self.single_queue else call.queue or self._queue_for(call.action),
             "shadow": f"{workflow}.{call.task}:{call.action}",
             "argsrepr": repr((meta,)),
             "kwargsrepr": repr({"workflow_id": run_id, "task": call.task, "seq": call.seq, "item": call.item}),

@@ -188,6 +188,16 @@ def db_upgrade() -> None:
     out.print(f"database schema is up to date ({_redact(url)})", markup=False, highlight=False)
 
 
+@app.command()
+def rehearse(cases_file: Path = typer.Argument(..., help="A rehearsal file: JSON or YAML with `cases`."),
+             as_json: bool = typer.Option(False, "--json", help="Print a machine-readable report."),
+             level: str = typer.Option("strict", "--level", help="strict, names or outcome.")) -> None:
+    """Rehearse workflows against scripted outcomes; exit 0 when every case passes at --level."""
+    from .cli_rehearse import rehearse_command
+
+    rehearse_command(cases_file, as_json, level)
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 

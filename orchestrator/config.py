@@ -34,6 +34,7 @@ class Settings:
     lock_timeout: float = 10.0
     max_result_bytes: int = 1 << 20
     max_input_bytes: int = 1 << 20
+    broker_options: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,6 +113,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         lock_timeout=float(env.get("ORCHESTRATOR_LOCK_TIMEOUT", "10")),
         max_result_bytes=int(env.get("ORCHESTRATOR_MAX_RESULT_BYTES", str(1 << 20))),
         max_input_bytes=int(env.get("ORCHESTRATOR_MAX_INPUT_BYTES", str(1 << 20))),
+        broker_options=json.loads(env.get("ORCHESTRATOR_BROKER_OPTIONS") or "{}"),
         config=_deployment_config(env),
     )
 

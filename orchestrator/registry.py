@@ -1,5 +1,6 @@
 """Finding workflows by reference: a file path, YAML text, or a name registered in
-ORCHESTRATOR_WORKFLOWS folders or in the database. Parsed definitions are cached by content."""
+ORCHESTRATOR_WORKFLOWS folders or in the database. Parsed definitions are cached by content.
+Both formats load here: ours, and Orquesta's native one (`tasks` as a mapping)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable
 from .engine.errors import WorkflowInvalid
 from .engine.expressions import Evaluator
 from .engine.validate import Workflow, load_workflow
+from .orquesta.formats import load_any
 
 EVALUATOR = Evaluator()
 SUFFIXES = (".workflow.yaml", ".workflow.yml", ".yaml", ".yml")
@@ -30,7 +32,7 @@ def default_name(path: Path) -> str:
 
 @lru_cache(maxsize=256)
 def _compile(text: str, source: str, name: str | None) -> Workflow:
-    return load_workflow(text, source, default_name=name, evaluator=EVALUATOR)
+    return load_any(text, source, name)
 
 
 def compile_workflow(text: str, source: str = "<workflow>", name: str | None = None,
@@ -41,9 +43,9 @@ def compile_workflow(text: str, source: str = "<workflow>", name: str | None = N
     except WorkflowInvalid:
         if action_exists is None:
             raise
-        load_workflow(text, source, default_name=name, evaluator=EVALUATOR, action_exists=action_exists)
+        load_any(text, source, name, action_exists)
         raise
-    if action_exists is not None:
+    if action_exists is not None and isinstance(workflow, Workflow):
         unknown = [(i, t) for i, t in enumerate(workflow.spec.tasks) if not action_exists(t.action)]
         if unknown:
             # Re-run the full check so unknown actions are reported with their positions.

@@ -30,7 +30,7 @@ def supervisor() -> Supervisor:
     conf = settings()
     db = database(conf.effective_database_url)
     db.ensure_schema(migrate=db.is_sqlite)  # the embedded SQLite file migrates itself
-    return Supervisor(db, Canvas(celery_app(), conf.supervisor_queue), conf, find_workflow)
+    return Supervisor(db, Canvas(celery_app(), conf.supervisor_queue, single_queue=conf.embedded), conf, find_workflow)
 
 
 def find_workflow(name: str) -> Workflow | None:
@@ -59,9 +59,12 @@ def action_exists(name: str) -> bool:
         return True
     if find_in_folders(name, settings().workflows_path) is not None:
         return True
+    conf = settings()
+    if conf.database_url is None and not (conf.home / "orchestrator.db").exists():
+        return False  # no database to ask, and validation must not create one
     try:
         return find_workflow(name) is not None
-    except Exception:  # no database to ask (validate works offline): unknown
+    except Exception:  # the database cannot be reached (validate works offline): unknown
         return False
 
 

@@ -18,10 +18,10 @@ from .canvas import Canvas
 from .config import Settings
 from .engine.commands import Dispatch, Event, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, from_data, to_data
 from .engine.conductor import WATCHES, parse_timer_key
-from .engine.conductor import Conductor, RunInfo
+from .engine.conductor import RunInfo
 from .faults import crash_point
 from .engine.errors import ParametersInvalid, WorkflowInvalid
-from .engine.params import resolve_parameters
+from .orquesta.formats import conductor_for, resolve_params
 from .engine.validate import Workflow
 from .registry import WorkflowNotFound, compile_workflow
 from .store import Database, RunStore
@@ -38,6 +38,11 @@ class _Outcome:
     workflow: str
     commands: list[Any]
     parent: dict[str, Any] | None = None
+
+
+def child_run_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
+    """The id of the run a sub-workflow call starts: derived, so a repeated start does nothing."""
+    return f"{run_id}.{seq}.{attempt}" + ("" if item is None else f".{item}")
 
 
 class Supervisor:
@@ -57,13 +62,13 @@ class Supervisor:
         """Create the run and dispatch its entry tasks; a second call with the same id does nothing.
         Raises ParametersInvalid before anything is written. `parent` names the calling task
         ({run, seq, attempt, item}) of a sub-workflow run."""
-        resolved = resolve_parameters(workflow.spec, params, workflow.name)
+        resolved = resolve_params(workflow, params)
         now = utcnow()
         with self.db.transaction() as conn:
             definition_id = self.store.save_definition(conn, workflow.name, workflow.text, workflow.source)
             if not self.store.create_run(conn, run_id, workflow.name, definition_id, resolved, parent=parent):
                 return run_id
-            conductor = Conductor(workflow, self._run_info(run_id, resolved, iso(now)))
+            conductor = conductor_for(workflow, self._run_info(run_id, resolved, iso(now)))
             state, commands = conductor.start()
             self.store.write_step(conn, run_id, state, commands, started_at=now)
             outcome = _Outcome(run_id, workflow.name, commands, parent)
@@ -94,15 +99,19 @@ class Supervisor:
 
     def fire_timers(self, run_id: str, keys: list[str] | None = None) -> None:
         """Fire the run's due timers (the named ones, or all that are due)."""
-        self._step(run_id, lambda conn: [self._timer_event(run_id, k)
+        self._step(run_id, lambda conn: [self._timer_event(conn, run_id, k)
                                          for k in self.store.take_due_timers(conn, run_id, keys)])
 
-    def _timer_event(self, run_id: str, key: str) -> Event:
+    def _timer_event(self, conn: Any, run_id: str, key: str) -> Event:
         """A watched call went quiet: look at what its worker left. A finished call whose report
-        was lost is applied from its trace; otherwise the conductor learns whether it runs."""
+        was lost is applied from its trace; otherwise the conductor learns whether it runs.
+        A sub-workflow call's trace is its child run."""
         if key.split(":", 1)[0] not in WATCHES:
             return TimerFired(key)
         _, seq, attempt, item = parse_timer_key(key)
+        child = self.store.status(conn, child_run_id(run_id, seq, attempt, item))
+        if child is not None:
+            return TimerFired(key, running=True)  # a finished child reports through the outbox
         try:
             trace = self.canvas.trace(run_id, seq, attempt, item)
         except Exception as exc:  # the backend cannot tell: let the conductor be cautious
@@ -144,11 +153,14 @@ class Supervisor:
                 return
             workflow = self._workflow_by_definition(run.definition_id)
             state = self.store.load_state(conn, run)
-            conductor = Conductor(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
-                                  items=StoredItems(conn, run_id))
+            conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
+                                      items=StoredItems(conn, run_id))
             commands: list[Any] = []
-            for event in events:
-                commands.extend(conductor.apply(state, event))
+            if hasattr(conductor, "apply_all"):  # Orquesta: a batch completes, then ready tasks start
+                commands.extend(conductor.apply_all(state, events))
+            else:
+                for event in events:
+                    commands.extend(conductor.apply(state, event))
             if not commands:
                 return  # stale or duplicate: nothing changes
             self.store.write_step(conn, run_id, state, commands)
@@ -203,9 +215,8 @@ class Supervisor:
         """A task whose action names a workflow runs it as a child run; the child's output is the
         task's result. The child's id derives from the call, so a repeated start does nothing."""
         parent = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item}
-        child_id = f"{run_id}.{call.seq}.{call.attempt}" + ("" if call.item is None else f".{call.item}")
         try:
-            self.start(child, call.input, child_id, parent=parent)
+            self.start(child, call.input, child_run_id(run_id, call.seq, call.attempt, call.item), parent=parent)
         except (ParametersInvalid, WorkflowInvalid) as exc:
             self.canvas.report({**parent, "task": call.task, "status": "failed", "result": None,
                                 "error": f"sub-workflow '{child.name}': {exc}"})

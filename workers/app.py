@@ -15,7 +15,7 @@ BUILTIN_MODULES = ("orchestrator.tasks", "workers.actions.core")
 
 
 def configure(app: Celery, conf: Settings) -> None:
-    transport_options: dict = {"visibility_timeout": conf.visibility_timeout}
+    transport_options: dict = {"visibility_timeout": conf.visibility_timeout, **conf.broker_options}
     if conf.embedded:
         transport_options = {"polling_interval": 0.01}  # the memory transport polls; 1 s default is slow
     app.conf.update(

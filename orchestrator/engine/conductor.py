@@ -253,7 +253,7 @@ class Conductor:
 
         def fail_now(field_name: str, exc: ExpressionError) -> None:
             step.commands.append(ExecutionStarted(seq, node.name, 1))
-            step.queue.append(("ended", seq, FAILED, None, f"task '{node.name}': {field_name}: {exc}"))
+            step.queue.append(("ended", seq, FAILED, None, f"task '{node.name}': {field_name}: {exc}", False))
 
         if spec.when is not None:
             try:
@@ -275,7 +275,7 @@ class Conductor:
         if not isinstance(items, list):
             step.commands.append(ExecutionStarted(seq, node.name, 1))
             step.queue.append(("ended", seq, FAILED, None,
-                               f"task '{node.name}': with_items must be a list, got {type(items).__name__}"))
+                               f"task '{node.name}': with_items must be a list, got {type(items).__name__}", False))
             return
         if spec.batch_size > 1:
             items = [items[i:i + spec.batch_size] for i in range(0, len(items), spec.batch_size)]
@@ -364,7 +364,7 @@ class Conductor:
         if error is None:
             return
         if item is None:
-            step.queue.append(("ended", execution.seq, FAILED, None, error))
+            step.queue.append(("ended", execution.seq, FAILED, None, error, False))
             return
         del execution.in_flight[item]
         self._item_failed(step, execution, item, FAILED, error)
@@ -375,9 +375,10 @@ class Conductor:
                 item: int | None) -> str | None:
         """Render the input and dispatch one call (with its deadline timer); the error, if any."""
         if item is None:
-            context = self._context(state, node.name)
+            context = self._context(state, node.name, attempt=attempt)
         else:
-            context = self._context(state, node.name, item=self._item_value(execution.seq, item), index=item)
+            context = self._context(state, node.name, item=self._item_value(execution.seq, item), index=item,
+                                    attempt=attempt)
         try:
             payload = self.evaluator.render(node.spec.input, context)
         except ExpressionError as exc:
@@ -410,12 +411,15 @@ class Conductor:
         else:
             step.queue.append(("ended", execution.seq, execution.item_status or FAILED, results, execution.item_error))
 
-    def _ended(self, state: WorkflowState, step: _Step, seq: int, status: str, result: Any, error: str | None) -> None:
+    def _ended(self, state: WorkflowState, step: _Step, seq: int, status: str, result: Any, error: str | None,
+               retryable: bool = True) -> None:
+        """An execution ended. Failures of the action are retried per `retry`; failures of the
+        task's own templates (guard, items, input) are not: another attempt would fail the same."""
         execution = state.active.get(seq)
         if execution is None:
             return
         node = self.graph.nodes[execution.task]
-        if (execution.items is None and status in TASK_FAILURES
+        if (retryable and execution.items is None and status in TASK_FAILURES
                 and self._should_retry(state, node, execution.attempt, error)):
             step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status, None, error))
             execution.attempt += 1
@@ -536,12 +540,14 @@ class Conductor:
         return None
 
     def _context(self, state: WorkflowState, task: str | None = None, *, status: str | None = None,
-                 result: Any = None, item: Any = None, index: int | None = None) -> dict[str, Any]:
-        attempt = 1
-        if task is not None:
-            for execution in state.active.values():
-                if execution.task == task:
-                    attempt = execution.attempt
+                 result: Any = None, item: Any = None, index: int | None = None,
+                 attempt: int | None = None) -> dict[str, Any]:
+        if attempt is None:
+            attempt = 1
+            if task is not None:
+                for execution in state.active.values():
+                    if execution.task == task:
+                        attempt = execution.attempt
         context = {
             "parameters": self.run.params,
             "workflow": state.vars, "vars": state.vars, "variables": state.vars,

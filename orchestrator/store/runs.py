@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, RunFinished,
                                SetTimer, VariablesSet)
 from ..engine.state import ItemStore, WorkflowState
+from ..orquesta.formats import state_from_dict
 from .models import Outbox, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
@@ -116,7 +117,7 @@ class RunStore:
     def load_state(self, conn: Connection, run: Any) -> WorkflowState:
         variables = dict(conn.execute(select(VARIABLES.c.name, VARIABLES.c.value)
                                       .where(VARIABLES.c.run_id == run.id)).all())
-        return WorkflowState.from_dict(run.state or {}, variables)
+        return state_from_dict(run.state, variables)
 
     def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: Iterable[Command],
                    started_at: datetime | None = None) -> None:

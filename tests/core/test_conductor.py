@@ -594,3 +594,33 @@ def test_oversized_input_fails_the_task_clearly():
     assert state.status == "failed"
     assert "task 'a': input is 5012 bytes, over the limit of 1000" in state.failure
     assert rehearse(w).status == "succeeded"
+
+
+def test_item_attempt_is_visible_to_templates():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - name: a
+        action: x
+        with_items: "{{ ['p', 'q'] }}"
+        retry: {count: 2}
+        input: {attempt: "{{ system.attempt }}"}
+    """, a=lambda p, attempt, item: RuntimeError("again") if p["attempt"] < 2 else p["attempt"])
+    assert r.status == "succeeded"
+    assert sorted(c.input["attempt"] for c in r.calls) == [1, 1, 2, 2]
+
+
+def test_template_failures_are_not_retried():
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, when: "{{ workflow.missing }}", retry: {count: 3}}
+    """)
+    assert r.status == "failed" and "task 'a': when:" in r.error
+    assert r.calls == [] and len(r.executions) == 1
+    r = run("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x, input: {v: "{{ workflow.missing }}"}, retry: {count: 3}}
+    """)
+    assert r.status == "failed" and r.calls == [] and len(r.executions) == 1

@@ -1,0 +1,16 @@
+"""StackStorm Orquesta's native workflow language on our engine.
+
+A file with ``version: 1.0`` and ``tasks`` as a mapping is an Orquesta workflow. ``load`` parses
+and validates it into an OrquestaWorkflow; ``OrquestaConductor`` runs it with the same commands
+and events as the engine's Conductor, following Orquesta's execution semantics (every satisfied
+transition fires, branch context layers, split routes, join counting, fail fast, engine
+commands, retries, with-items, reruns). Pure: no Celery, database or clock.
+"""
+
+from .conductor import OrquestaConductor, RerunError
+from .expressions import Expressions, Scope
+from .state import OrquestaState
+from .workflow import OrquestaWorkflow, is_orquesta, load
+
+__all__ = ["OrquestaConductor", "OrquestaState", "OrquestaWorkflow", "Expressions", "Scope", "RerunError",
+           "is_orquesta", "load"]

@@ -1,0 +1,451 @@
+"""The Orquesta conductor: the same interface and commands as the engine's Conductor.
+
+``start()`` renders the inputs and vars (context layer 0), stages the start tasks and hands
+them out; ``apply(state, event)`` applies one TaskEnded/TimerFired; ``apply_all(state, events)``
+applies several and then hands out once, which is Orquesta's wave: every task that became ready
+is handed out in (task name, route) order. ``rerun(state, tasks)`` resumes a finished run.
+
+Handing a task out creates its execution record (ExecutionStarted; its `seq` is the record's
+index + 1) and Dispatches its action with the rendered input, or sets a timer first when it has
+a `delay` (or a retry delay). A task without an action, and a with-items task with no items, is
+completed by the engine at once. Engine commands get records of their own (ExecutionStarted and
+ExecutionEnded at once), as in Orquesta's task sequence. RunFinished is emitted once the workflow
+status is final and nothing is in flight (a fail-fast failure lets running siblings finish).
+Events that match nothing in flight are stale and yield [].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..engine.commands import (
+    Command,
+    Dispatch,
+    Event,
+    ExecutionEnded,
+    ExecutionStarted,
+    ItemEnded,
+    ItemsCreated,
+    RunFinished,
+    SetTimer,
+    TaskEnded,
+    TimerFired,
+    VariablesSet,
+)
+from ..engine.conductor import RunInfo
+from ..engine.errors import ExpressionError
+from . import machine
+from .expressions import Expressions, Scope
+from .flow import Flow, Step
+from .rerun import request_rerun
+from .state import (
+    ABENDED,
+    ACTIVE,
+    CANCELED,
+    COMPLETED,
+    DELAYED,
+    FAILED,
+    HANDING_OUT,
+    RESUMING,
+    RETRYING,
+    RUNNING,
+    SUCCEEDED,
+    OrquestaState,
+    merge,
+)
+from .workflow import _EXPRESSIONS, OrquestaWorkflow
+
+STATUS_OF_EVENT = {"succeeded": SUCCEEDED, "failed": FAILED, "timed_out": FAILED, "timeout": FAILED,
+                   "expired": FAILED, "abandoned": FAILED, "canceled": CANCELED}
+
+
+class RerunError(ValueError):
+    """A rerun that cannot be done (the run is still active, or a named task never ran)."""
+
+
+def _timer_key(seq: int, attempt: int) -> str:
+    return f"dispatch:{seq}:{attempt}"
+
+
+class OrquestaConductor:
+    """Conducts one run of an OrquestaWorkflow. `items` is accepted for interface parity with the
+    engine's Conductor; item values live in the state."""
+
+    def __init__(self, workflow: OrquestaWorkflow, run: RunInfo, evaluator: Expressions | None = None,
+                 items: Any = None):
+        self.workflow = workflow
+        self.graph = workflow.graph
+        self.run = run
+        self.expressions = evaluator or _EXPRESSIONS
+
+    # Public API -----------------------------------------------------------------------------
+
+    def start(self) -> tuple[OrquestaState, list[Command]]:
+        """A new run: inputs then vars (each in order, seeing the earlier ones), then the start tasks."""
+        state = OrquestaState()
+        step = Step()
+        context: dict[str, Any] = {}
+        failed = False
+        params = self.run.params or {}
+        for spec in self.workflow.spec.input:
+            value = params.get(spec.name, spec.default)
+            try:
+                context[spec.name] = self.expressions.evaluate(value, Scope(dict(context)))
+            except ExpressionError as exc:
+                state.log_error(f"input {spec.name}: {exc}")
+                failed = True
+        for name, value in self.workflow.spec.vars:
+            try:
+                context[name] = self.expressions.evaluate(value, Scope(dict(context)))
+            except ExpressionError as exc:
+                state.log_error(f"vars {name}: {exc}")
+                failed = True
+        if failed:
+            state.status = FAILED
+        else:
+            state.contexts.append(context)
+            state.vars.update(context)
+            if context:
+                step.commands.append(VariablesSet(dict(context)))
+            for name in self.graph.start:
+                state.stage(name, 0, [0], {}, True)
+        self._advance(state, step)
+        return state, step.commands
+
+    def apply(self, state: OrquestaState, event: Event) -> list[Command]:
+        """Apply one event (mutates `state`); [] when it is stale or a duplicate."""
+        return self.apply_all(state, [event])
+
+    def apply_all(self, state: OrquestaState, events: list[Event]) -> list[Command]:
+        """Apply events in order, then hand out every task that became ready (one wave)."""
+        if state.finished:
+            return []
+        step = Step()
+        flow = Flow(self.graph, self.expressions, state, step)
+        accepted = False
+        for event in events:
+            if isinstance(event, TimerFired):
+                accepted = self._timer(state, flow, event.key) or accepted
+            elif isinstance(event, TaskEnded):
+                accepted = self._task_ended(state, flow, event) or accepted
+        if not accepted:
+            return []
+        self._advance(state, step)
+        return step.commands
+
+    def rerun(self, state: OrquestaState, tasks: list[dict[str, Any]] | None = None) -> list[Command]:
+        """Resume a finished run: rerun the named tasks ({task_id, route, reset_items}), or every
+        terminal task that failed. Returns the commands that start them."""
+        if state.status not in COMPLETED or state.has_active():
+            raise RerunError("only a completed workflow can be rerun")
+        step = Step()
+        try:
+            request_rerun(state, self.graph, tasks)
+        except ValueError as exc:
+            raise RerunError(str(exc)) from None
+        state.finished = False
+        state.output = None
+        state.status = RESUMING
+        self._advance(state, step)
+        return step.commands
+
+    # Events ---------------------------------------------------------------------------------
+
+    def _task_ended(self, state: OrquestaState, flow: Flow, event: TaskEnded) -> bool:
+        if not 1 <= event.seq <= len(state.sequence):
+            return False
+        record = state.sequence[event.seq - 1]
+        status = STATUS_OF_EVENT.get(event.status)
+        if (status is None or record.get("status") not in ACTIVE or record.get("status") == DELAYED
+                or event.attempt != record["attempt"] or record.get("waiting")):
+            return False
+        result = event.result if event.result is not None else event.error
+        if event.status == "failed":
+            state.log_error("Execution failed. See result for details.", record["id"], result=result)
+        if event.item is None:
+            if "items" in record:
+                return False
+            flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], status,
+                                                     None if status in ABENDED else event.result,
+                                                     self._error(event, status)))
+            flow.complete(record, status, result)
+            return True
+        items = record.get("items")
+        if items is None or items["in_flight"].get(event.item) != event.attempt:
+            return False
+        del items["in_flight"][event.item]
+        items["status"][event.item] = status
+        items["results"][event.item] = result
+        items["done"] = max(items.get("done", -1), event.item)
+        if status in ABENDED or status == CANCELED:
+            items.setdefault("error", f"item {event.item}: {self._error(event, status)}")
+        flow.step.commands.append(ItemEnded(record["seq"], event.item, event.status, result))
+        task_status = machine.items_status(items["status"], bool(items["in_flight"]))
+        if task_status == RUNNING:
+            if not any(s in ABENDED or s == CANCELED for s in items["status"]):
+                self._dispatch_items(state, flow, record)
+            return True
+        if task_status == record["status"]:
+            return True
+        results = [items["results"][i] for i in range(items["done"] + 1)]
+        flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], task_status, results,
+                                                 None if task_status == SUCCEEDED else items.get("error")))
+        flow.complete(record, task_status, results)
+        return True
+
+    @staticmethod
+    def _error(event: TaskEnded, status: str) -> str | None:
+        if status not in ABENDED and status != CANCELED:
+            return None
+        if event.error:
+            return event.error
+        return str(event.result) if event.result is not None else event.status
+
+    def _timer(self, state: OrquestaState, flow: Flow, key: str) -> bool:
+        for record in state.latest_records():
+            if record.get("waiting") == key:
+                del record["waiting"]
+                record["status"] = RUNNING
+                if "items" in record:
+                    self._dispatch_items(state, flow, record)
+                else:
+                    self._dispatch(state, flow, record)
+                return True
+        return False
+
+    # Handing out ----------------------------------------------------------------------------
+
+    def _advance(self, state: OrquestaState, step: Step) -> None:
+        """Hand out every ready task (repeating while the engine completes some at once), then
+        finish the run when its status is final and nothing is in flight."""
+        flow = Flow(self.graph, self.expressions, state, step)
+        handed = True
+        while handed and not state.finished:
+            handed = self._hand_out(state, flow)
+        step.flush_variables()
+        if state.finished:
+            return
+        if state.status in HANDING_OUT and not state.has_active():
+            flow.fail("the workflow cannot make progress: nothing is running and nothing can start")
+        if state.status in COMPLETED and not state.has_active():
+            self._finish(state, flow)
+
+    def _hand_out(self, state: OrquestaState, flow: Flow) -> bool:
+        staged = state.ready_staged()
+        if state.status == FAILED:
+            staged = [s for s in staged if s.get("run_on_fail")]
+        elif state.status not in HANDING_OUT:
+            return False
+        staged = [s for s in staged if self._startable(state, s)]
+        if not staged:
+            return False
+        if len(state.sequence) + len(staged) > self.run.execution_limit:
+            flow.fail(f"task execution limit of {self.run.execution_limit} reached when starting "
+                      f"{', '.join(sorted({s['id'] for s in staged}))}")
+            return False
+        prepared = []
+        for entry in sorted(staged, key=lambda s: (s["id"], s["route"])):
+            try:
+                prepared.append((entry, self._prepare(state, flow, entry)))
+            except (ExpressionError, TypeError, ValueError) as exc:
+                flow.fail(str(exc), entry["id"], entry["route"])
+        if len(prepared) < len(staged):
+            return False  # as Orquesta: a task that cannot be rendered fails the run, none starts
+        if state.status == RESUMING:
+            state.status = RUNNING
+        for entry, task in prepared:
+            self._start(state, flow, entry, task)
+        return True
+
+    @staticmethod
+    def _startable(state: OrquestaState, entry: dict[str, Any]) -> bool:
+        """A staged task whose previous execution on its route is still running waits for it."""
+        record = state.record(entry["id"], entry["route"])
+        return record is None or record.get("status") not in ACTIVE
+
+    def _prepare(self, state: OrquestaState, flow: Flow, entry: dict[str, Any]) -> dict[str, Any]:
+        """Render what starting the task needs (Orquesta's get_task): delay, items, concurrency."""
+        spec = self.graph.tasks[entry["id"]]
+        scope = flow.scope(entry)
+        task: dict[str, Any] = {"delay": None, "items": None, "concurrency": None}
+        if spec.delay is not None:
+            task["delay"] = self._integer(self.expressions.evaluate(spec.delay, scope), "delay")
+        if "retry" in entry:
+            task["delay"] = entry["retry"].get("delay") or 0
+        if spec.items is not None:
+            values = self.expressions.evaluate(spec.items.expression, scope)
+            if not isinstance(values, list):
+                raise TypeError(f'The value of "{spec.items.expression}" is not type of list.')
+            if spec.items.keys:
+                values = [_named(spec.items.keys, v) for v in values]
+            task["items"] = values
+            if spec.items.concurrency is not None:
+                task["concurrency"] = self._integer(self.expressions.evaluate(spec.items.concurrency, scope),
+                                                    "concurrency")
+        else:
+            self._render(spec, scope)  # render errors surface now, before anything starts
+        return task
+
+    @staticmethod
+    def _integer(value: Any, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"The value of task {what} is not type of integer.")
+        return value
+
+    def _render(self, spec: Any, scope: Scope) -> tuple[str | None, dict[str, Any]]:
+        action = self.expressions.evaluate(spec.action, scope) if spec.action else None
+        payload = self.expressions.evaluate(spec.input, scope) if spec.input is not None else {}
+        if not isinstance(payload, dict):
+            raise TypeError(f"task '{spec.name}': input must render to a mapping, got {type(payload).__name__}")
+        return action, payload
+
+    def _start(self, state: OrquestaState, flow: Flow, entry: dict[str, Any], task: dict[str, Any]) -> None:
+        record = state.record(entry["id"], entry["route"])
+        if entry.get("retry") and record is not None and record.get("status") == RETRYING:
+            record["attempt"] += 1
+        elif record is None or record.get("status") is not None:
+            record = state.add_record(entry["id"], entry["route"], entry["ctxs"]["in"], entry["prev"])
+            self._setup_retry(flow, record)
+        state.unstage(entry["id"], entry["route"])
+        spec = self.graph.tasks[record["id"]]
+        commands = flow.step.commands
+        if task["items"] is not None:
+            self._start_items(record, entry, task)
+            commands.append(ExecutionStarted(record["seq"], record["id"], record["attempt"], len(task["items"])))
+            if task["items"] and record["attempt"] == 1:  # a retry reuses the stored item rows
+                commands.append(ItemsCreated(record["seq"], list(task["items"])))
+        else:
+            commands.append(ExecutionStarted(record["seq"], record["id"], record["attempt"]))
+        record["status"] = RUNNING
+        if (spec.action is None and task["items"] is None) or task["items"] == []:
+            result = [] if task["items"] == [] else None
+            commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], SUCCEEDED, result))
+            flow.complete(record, SUCCEEDED, result)
+            return
+        if task["delay"]:
+            record["status"] = DELAYED
+            record["waiting"] = _timer_key(record["seq"], record["attempt"])
+            commands.append(SetTimer(record["waiting"], float(task["delay"])))
+        elif "items" in record:
+            self._dispatch_items(state, flow, record)
+        else:
+            self._dispatch(state, flow, record)
+
+    def _setup_retry(self, flow: Flow, record: dict[str, Any]) -> None:
+        retry = self.graph.retry.get(record["id"])
+        if retry is None:
+            return
+        scope = flow.scope(record)
+        values = {"when": retry.when, "count": retry.count, "delay": retry.delay, "tally": 0}
+        for name in ("count", "delay"):
+            if isinstance(values[name], str):
+                try:
+                    values[name] = self._integer(self.expressions.evaluate(values[name], scope), f"retry {name}")
+                except (ExpressionError, TypeError) as exc:
+                    flow.fail(f"retry {name}: {exc}", record["id"], record["route"])
+                    values[name] = 0
+        record["retry"] = values
+
+    @staticmethod
+    def _start_items(record: dict[str, Any], entry: dict[str, Any], task: dict[str, Any]) -> None:
+        values = task["items"]
+        carried = entry.get("carry") or {}
+        status = [None] * len(values)
+        results: list[Any] = [None] * len(values)
+        previous = zip(carried.get("status", []), carried.get("results", []), strict=False)
+        for index, (old_status, old_result) in enumerate(previous):
+            if index < len(values) and old_status == SUCCEEDED:
+                status[index], results[index] = old_status, old_result
+        done = max([i for i, s in enumerate(status) if s is not None], default=-1)
+        record["items"] = {"values": values, "status": status, "results": results, "in_flight": {},
+                           "concurrency": task["concurrency"], "done": done}
+
+    def _dispatch(self, state: OrquestaState, flow: Flow, record: dict[str, Any]) -> None:
+        spec = self.graph.tasks[record["id"]]
+        try:
+            action, payload = self._render(spec, flow.scope(record))
+        except (ExpressionError, TypeError) as exc:
+            flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], FAILED, None,
+                                                     str(exc)))
+            state.log_error(str(exc), record["id"], record["route"])
+            flow.complete(record, FAILED, str(exc))
+            return
+        flow.step.commands.append(Dispatch(record["seq"], record["id"], action, payload, record["attempt"]))
+
+    def _dispatch_items(self, state: OrquestaState, flow: Flow, record: dict[str, Any]) -> None:
+        """Fill the window: start not-yet-run items in index order up to the concurrency."""
+        items = record["items"]
+        limit = items["concurrency"]
+        limit = len(items["values"]) if limit is None else max(1, limit)
+        spec = self.graph.tasks[record["id"]]
+        base = flow.scope(record)
+        for index, status in enumerate(items["status"]):
+            if len(items["in_flight"]) >= limit:
+                break
+            if status is not None:
+                continue
+            try:
+                action, payload = self._render(spec, base.with_item(items["values"][index]))
+            except (ExpressionError, TypeError) as exc:
+                items["status"][index] = FAILED
+                items["results"][index] = str(exc)
+                items["done"] = max(items["done"], index)
+                items.setdefault("error", f"item {index}: {exc}")
+                state.log_error(str(exc), record["id"], record["route"])
+                break
+            items["status"][index] = RUNNING
+            items["in_flight"][index] = record["attempt"]
+            flow.step.commands.append(Dispatch(record["seq"], record["id"], action, payload, record["attempt"], index))
+        if not items["in_flight"]:
+            status = machine.items_status(items["status"], False)
+            if status != RUNNING:
+                results = [items["results"][i] for i in range(items["done"] + 1)]
+                flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], status,
+                                                         results, None if status == SUCCEEDED else items.get("error")))
+                flow.complete(record, status, results)
+
+    # Finishing ------------------------------------------------------------------------------
+
+    def _finish(self, state: OrquestaState, flow: Flow) -> None:
+        """Render the output from the terminal tasks' contexts and emit RunFinished."""
+        terminal = state.terminal()
+        context: dict[str, Any] = {}
+        for i, record in enumerate(terminal):
+            indexes = list(record["ctxs"]["in"])
+            if i > 0 and 0 in indexes:
+                indexes.remove(0)
+            context = merge(context, state.context(indexes))
+        outputs: dict[str, Any] = {}
+        for name, expression in self.workflow.spec.output:
+            try:
+                outputs[name] = self.expressions.evaluate(expression, Scope(dict(context, **outputs),
+                                                                            status_of=state.status_of))
+            except ExpressionError as exc:
+                state.log_error(f"output {name}: {exc}")
+                if state.status != CANCELED:
+                    state.status = FAILED
+        state.output = outputs or None
+        state.finished = True
+        error = None
+        if state.status != SUCCEEDED:
+            error = "; ".join(_describe(e) for e in state.errors) or f"workflow {state.status}"
+        flow.step.commands.append(RunFinished(state.status, state.output, error))
+
+
+def _named(keys: tuple[str, ...], value: Any) -> Any:
+    """An item under `a, b in …`: a list/tuple is zipped to the names; one name wraps the value."""
+    if isinstance(value, (list, tuple)):
+        return dict(zip(keys, value, strict=False))
+    return {keys[0]: value} if len(keys) == 1 else value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One error entry of the state as a readable phrase for RunFinished.error."""
+    task = error.get("task_id")
+    if error["message"] == "Execution failed. See result for details.":
+        if task == "fail":
+            return "failed by the 'fail' command"
+        result = error.get("result")
+        return f"task '{task}' failed" + (f": {result}" if result is not None else "")
+    return f"task '{task}': {error['message']}" if task else error["message"]
+

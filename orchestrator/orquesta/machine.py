@@ -1,0 +1,81 @@
+"""The workflow and with-items status machines, as tables (after Orquesta's ``machines.py``).
+
+A task event is named by what happened to the task and the workflow around it, e.g.
+``succeeded_dormant_completed`` (the task succeeded, nothing else is active, nothing is left to
+run) or ``failed_active`` (a failure nothing handles, while other tasks still run: fail fast).
+``WORKFLOW[status][event]`` is the workflow's next status; a missing entry changes nothing.
+"""
+
+from __future__ import annotations
+
+from .state import ABENDED, CANCELED, CANCELING, FAILED, RESUMING, RUNNING, SUCCEEDED, UNSET
+
+
+def _settled(active: str) -> dict[str, str]:
+    """Entries shared by running and resuming workflows."""
+    table = {}
+    for kind in ("succeeded", "remediated"):
+        table.update({
+            f"{kind}_active_incomplete": RUNNING,
+            f"{kind}_active_completed": RUNNING,
+            f"{kind}_active_canceled": CANCELING,
+            f"{kind}_dormant_incomplete": RUNNING,
+            f"{kind}_dormant_completed": SUCCEEDED,
+            f"{kind}_dormant_canceled": CANCELED,
+        })
+    table.update({"failed_active": FAILED, "failed_dormant": FAILED,
+                  "canceled_active": CANCELING, "canceled_dormant": CANCELED, "running": active})
+    return table
+
+
+WORKFLOW: dict[str, dict[str, str]] = {
+    RUNNING: _settled(RUNNING),
+    RESUMING: _settled(RUNNING),
+    CANCELING: {
+        **{f"{kind}_active_{rest}": CANCELING for kind in ("succeeded", "remediated")
+           for rest in ("incomplete", "completed", "canceled")},
+        **{f"{kind}_dormant_{rest}": CANCELED for kind in ("succeeded", "remediated")
+           for rest in ("incomplete", "completed", "canceled")},
+        "failed_active": CANCELING, "failed_dormant": CANCELED,
+        "canceled_active": CANCELING, "canceled_dormant": CANCELED,
+    },
+    SUCCEEDED: {},
+    FAILED: {},
+    CANCELED: {},
+}
+
+
+def task_event(status: str, remediated: bool, active: bool, canceled: bool, incomplete: bool) -> str:
+    """The name of a task's completion event in its workflow's context."""
+    if status in ABENDED:
+        kind = "remediated" if remediated else "failed"
+    elif status == CANCELED:
+        kind = "canceled"
+    else:
+        kind = "succeeded"
+    where = "active" if active else "dormant"
+    if kind in ("failed", "canceled"):
+        return f"{kind}_{where}"
+    if canceled:
+        return f"{kind}_{where}_canceled"
+    return f"{kind}_{where}_{'incomplete' if incomplete else 'completed'}"
+
+
+def next_status(current: str, event: str) -> str | None:
+    """The workflow status after `event`, or None when the event changes nothing."""
+    return WORKFLOW.get(current, {}).get(event)
+
+
+def items_status(statuses: list[str | None], in_flight: bool) -> str:
+    """A with-items task's status after one of its items ended, from every item's status
+    (None = not started): running while items are in flight or not yet started and nothing
+    failed; failed once one failed and none is in flight; succeeded when all succeeded."""
+    if in_flight:
+        return CANCELING if CANCELED in statuses else RUNNING
+    if CANCELED in statuses:
+        return CANCELED
+    if any(s in ABENDED for s in statuses):
+        return FAILED
+    if any(s is None or s == UNSET for s in statuses):
+        return RUNNING
+    return SUCCEEDED

@@ -1,0 +1,92 @@
+"""Rerunning a completed Orquesta run from some of its tasks (Orquesta's request_workflow_rerun).
+
+With no tasks named, every *terminal* task that failed is rerun. Each rerun task gets a new
+record (with the input context and inbound links of the one it repeats) and is staged; a
+with-items task keeps its succeeded items and reruns the others (all of them with
+`reset_items`). Terminal tasks that had satisfied transitions are resumed too, so work staged
+before the failure (a sibling branch's next task, a ready join) continues.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from .graph import OrquestaGraph
+from .state import ABENDED, OrquestaState, key_of
+
+
+def request_rerun(state: OrquestaState, graph: OrquestaGraph, tasks: list[dict[str, Any]] | None) -> None:
+    """Prepare `state` for a rerun; raises ValueError for a task that never ran."""
+    requests: dict[str, dict[str, Any]] = {}
+    for request in tasks or []:
+        task_id = request.get("task_id") or request.get("task")
+        if not task_id:
+            raise ValueError(f"a rerun request needs a task_id: {request!r}")
+        route = int(request.get("route") or 0)
+        requests[key_of(task_id, route)] = {"task_id": task_id, "route": route,
+                                            "reset_items": bool(request.get("reset_items"))}
+    unknown = [k for k in requests if k not in state.tasks]
+    if unknown:
+        raise ValueError(f"cannot rerun tasks that did not run: {', '.join(sorted(unknown))}")
+    if not requests:
+        candidates = {key_of(r["id"], r["route"]): (i, r) for i, r in enumerate(state.sequence)
+                      if r.get("term") and r.get("status") in ABENDED}
+    else:
+        keep = _collapse(state, requests)
+        candidates = {k: (state.tasks[k], state.record(r["task_id"], r["route"]))
+                      for k, r in requests.items() if k in keep}
+    if not candidates:
+        raise ValueError("nothing to rerun: no terminal task failed")
+    state.reruns.append([i for i, _ in candidates.values()])
+    for key, (_, record) in sorted(candidates.items(), key=lambda kv: (kv[1][1]["id"], kv[1][1]["route"])):
+        reset = requests.get(key, {}).get("reset_items", False)
+        _rerun_task(state, graph, record, reset)
+    for record in state.terminal():
+        if any(record["next"].values()):
+            record.pop("term", None)
+
+
+def _rerun_task(state: OrquestaState, graph: OrquestaGraph, record: dict[str, Any], reset_items: bool) -> None:
+    task_id, route = record["id"], record["route"]
+    contexts, prev = list(record["ctxs"]["in"]), dict(record["prev"])
+    record.pop("term", None)
+    state.errors[:] = [e for e in state.errors if e.get("task_id") != task_id]
+    state.unstage(task_id, route)
+    spec = graph.tasks.get(task_id)
+    if spec is not None and spec.items is not None:
+        carry = None if reset_items else {k: record.get("items", {}).get(k, []) for k in ("status", "results")}
+        state.stage(task_id, route, contexts, prev, True, carry=carry)
+    else:
+        state.add_record(task_id, route, contexts, prev)
+        state.stage(task_id, route, contexts, prev, True)
+    for later in _downstream(state, task_id, route):
+        later.pop("term", None)
+
+
+def _downstream(state: OrquestaState, task_id: str, route: int) -> list[dict[str, Any]]:
+    """Records that followed (transitively) from the task's executions on that route."""
+    found: list[dict[str, Any]] = []
+    queue = deque([(task_id, route)])
+    seen = {(task_id, route)}
+    while queue:
+        source, source_route = queue.popleft()
+        for record in state.sequence:
+            for index in record["prev"].values():
+                earlier = state.sequence[index]
+                if earlier["id"] == source and earlier["route"] == source_route:
+                    found.append(record)
+                    if (record["id"], record["route"]) not in seen:
+                        seen.add((record["id"], record["route"]))
+                        queue.append((record["id"], record["route"]))
+    return found
+
+
+def _collapse(state: OrquestaState, requests: dict[str, dict[str, Any]]) -> set[str]:
+    """Of several requested tasks, drop those whose downstream executions are all covered by
+    another request's (so one branch is not rerun twice)."""
+    reach = {k: {d["seq"] - 1 for d in _downstream(state, r["task_id"], r["route"])} | {state.tasks[k]}
+             for k, r in requests.items()}
+    if len(reach) == 1:
+        return set(reach)
+    return {k for k, mine in reach.items() if any(mine - other for j, other in reach.items() if j != k)}
