@@ -102,6 +102,26 @@ class RunHandle:
             raise LookupError(f"no run with id {self.id}")
         return status
 
+    def pause(self) -> None:
+        """Running tasks finish, nothing new starts: `pausing`, then `paused` (cascades to sub-workflows)."""
+        supervisor().control(self.id, "pause")
+
+    def resume(self) -> None:
+        supervisor().control(self.id, "resume")
+
+    def cancel(self) -> None:
+        """Revoke running actions and end the run `canceled` (cascades to sub-workflows)."""
+        supervisor().control(self.id, "cancel")
+
+    def rerun(self, from_tasks: list[str] | None = None) -> None:
+        """Run a failed run again from its failed tasks (or `from_tasks`), keeping what succeeded.
+        Raises ValueError when the run did not fail."""
+        supervisor().rerun(self.id, from_tasks)
+
+    def respond(self, task: str, data: Any) -> None:
+        """Answer a `core.ask` task; ValueError when it is not waiting or the data does not fit."""
+        supervisor().respond(self.id, task, data)
+
     def done(self) -> bool:
         return self.status() in TERMINAL
 

@@ -1,7 +1,7 @@
 """Turns the conductor's Dispatch commands into Celery canvas and sends it.
 
-Each call is one `orchestrator.action` signature. A single call links the supervisor as its
-callback; calls that went out together go as one group; a fan-in (the items of a with_items task
+Each call is one `orchestrator.action` signature. A single call applies its own outcome in the
+worker that ran it (no extra hop); calls that went out together go as one group; a fan-in (the items of a with_items task
 sent at once, sibling branches straight into a join) goes as a chord whose callback is the
 supervisor's batch task. Correctness never rests on the canvas: the supervisor re-checks every
 envelope against the durable state.
@@ -33,11 +33,10 @@ class Canvas:
         singles: list[Signature] = []
         fan_ins: dict[str, list[Signature]] = {}
         for call in calls:
-            signature = self.signature(run_id, workflow, call)
             if call.barrier:
-                fan_ins.setdefault(call.barrier, []).append(signature)
+                fan_ins.setdefault(call.barrier, []).append(self.signature(run_id, workflow, call))
             else:
-                singles.append(self.linked(signature))
+                singles.append(self.single(self.signature(run_id, workflow, call, inline=True)))
         if len(singles) == 1:
             singles[0].apply_async()
         elif singles:
@@ -47,9 +46,10 @@ class Canvas:
                                       shadow=f"orchestrator.supervise [{workflow} {key}]")
             chord(header, body).apply_async()
 
-    def signature(self, run_id: str, workflow: str, call: Dispatch) -> Signature:
+    def signature(self, run_id: str, workflow: str, call: Dispatch, inline: bool = False) -> Signature:
         meta = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item,
-                "task": call.task, "action": call.action, "workflow": workflow, "timeout": call.timeout}
+                "task": call.task, "action": call.action, "workflow": workflow, "timeout": call.timeout,
+                "inline": inline}
         options: dict[str, Any] = {
             "task_id": call_id(run_id, call.seq, call.attempt, call.item),
             "queue": self.app.conf.task_default_queue if self.single_queue else call.queue or self._queue_for(call.action),
@@ -84,9 +84,10 @@ class Canvas:
         """What the worker left of a call: 'running', its envelope, or None (see runner.py)."""
         return read_trace(self.app, call_id(run_id, seq, attempt, item))
 
-    def linked(self, signature: Signature) -> Signature:
+    def single(self, signature: Signature) -> Signature:
+        """A call that reports its own outcome (inline in tasks.action); only a death without an
+        envelope (hard time limit) goes through the errback."""
         signature.set(ignore_result=True)
-        signature.link(self.app.signature("orchestrator.supervise", queue=self.supervisor_queue))
         signature.link_error(self.app.signature("orchestrator.action_lost", queue=self.supervisor_queue))
         return signature
 

@@ -127,6 +127,53 @@ def status(run_id: str = typer.Argument(...), as_json: bool = typer.Option(False
         _print_summary(summary)
 
 
+def _operate(run_id: str, operation: str, *args: Any) -> None:
+    from .api import RunHandle
+
+    try:
+        getattr(RunHandle(run_id), operation)(*args)
+    except (LookupError, ValueError) as exc:
+        raise Usage(str(exc)) from None
+    status = RunHandle(run_id).status()
+    out.print(f"{run_id}: {status}", markup=False, highlight=False)
+
+
+@app.command()
+def pause(run_id: str = typer.Argument(...)) -> None:
+    """Pause a run: running tasks finish, nothing new starts (pausing, then paused)."""
+    _operate(run_id, "pause")
+
+
+@app.command()
+def resume(run_id: str = typer.Argument(...)) -> None:
+    """Resume a paused run."""
+    _operate(run_id, "resume")
+
+
+@app.command()
+def cancel(run_id: str = typer.Argument(...)) -> None:
+    """Cancel a run: running actions are revoked, the run ends canceled."""
+    _operate(run_id, "cancel")
+
+
+@app.command()
+def rerun(run_id: str = typer.Argument(...),
+          from_task: list[str] = typer.Option([], "--from", help="Rerun from these tasks (default: the failed ones).")) -> None:
+    """Rerun a failed run from its failed tasks (or --from TASK), keeping what succeeded."""
+    _operate(run_id, "rerun", list(from_task) or None)
+
+
+@app.command()
+def respond(run_id: str = typer.Argument(...), task: str = typer.Argument(...),
+            data: str = typer.Option(..., "--data", help="The response, as JSON.")) -> None:
+    """Answer a core.ask task with JSON data matching its schema."""
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise Usage(f"--data: not valid JSON: {exc}") from None
+    _operate(run_id, "respond", task, value)
+
+
 @app.command("list")
 def list_runs(status_filter: Optional[str] = typer.Option(None, "--status", help="Only runs in this status."),
               limit: int = typer.Option(50, "--limit")) -> None:

@@ -31,7 +31,6 @@ class Settings:
     tick_interval: float = 1.0
     lease: float = 1800.0
     outbox_grace: float = 30.0
-    lock_timeout: float = 10.0
     max_result_bytes: int = 1 << 20
     max_input_bytes: int = 1 << 20
     broker_options: dict[str, Any] = field(default_factory=dict)
@@ -110,7 +109,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         tick_interval=float(env.get("ORCHESTRATOR_TICK_INTERVAL", "1")),
         lease=float(env.get("ORCHESTRATOR_LEASE", "1800")),
         outbox_grace=float(env.get("ORCHESTRATOR_OUTBOX_GRACE", "30")),
-        lock_timeout=float(env.get("ORCHESTRATOR_LOCK_TIMEOUT", "10")),
         max_result_bytes=int(env.get("ORCHESTRATOR_MAX_RESULT_BYTES", str(1 << 20))),
         max_input_bytes=int(env.get("ORCHESTRATOR_MAX_INPUT_BYTES", str(1 << 20))),
         broker_options=json.loads(env.get("ORCHESTRATOR_BROKER_OPTIONS") or "{}"),

@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable
 
 from .canvas import Canvas
 from .config import Settings
-from .engine.commands import Dispatch, Event, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, from_data, to_data
+from .engine.commands import (CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired,
+                              from_data, to_data)
 from .engine.conductor import WATCHES, parse_timer_key
 from .engine.conductor import RunInfo
 from .faults import crash_point
@@ -143,10 +144,34 @@ class Supervisor:
                 self.store.remove_outbox(conn, row.id)
         return len(rows)
 
-    def _step(self, run_id: str, events_of: Callable[[Any], list[Event]]) -> None:
+    # Operations -----------------------------------------------------------------------------
+
+    def control(self, run_id: str, action: str) -> None:
+        """pause, resume or cancel a run, and the same for its running sub-workflow runs."""
+        self._require(run_id)
+        self._step(run_id, lambda conn: [Control(action)])
+        with self.db.reading() as conn:
+            children = self.store.active_children(conn, run_id)
+        for child in children:
+            self.control(child, action)
+
+    def rerun(self, run_id: str, tasks: list[str] | None = None) -> None:
+        self._require(run_id)
+        self._step(run_id, lambda conn: [Rerun(tuple(tasks or ()))], reopen=True)
+
+    def respond(self, run_id: str, task: str, data: Any) -> None:
+        self._require(run_id)
+        self._step(run_id, lambda conn: [Responded(task, data)])
+
+    def _require(self, run_id: str) -> None:
+        with self.db.reading() as conn:
+            if not self.store.run_exists(conn, run_id):
+                raise LookupError(f"no run with id {run_id}")
+
+    def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False) -> None:
         with self.db.transaction() as conn:
-            run = self.store.lock_run(conn, run_id, self.settings.lock_timeout)
-            if run is None or run.status in TERMINAL or run.definition_id is None:
+            run = self.store.lock_run(conn, run_id)
+            if run is None or run.definition_id is None or (run.status in TERMINAL and not reopen):
                 return
             events = events_of(conn)
             if not events:
@@ -200,12 +225,16 @@ class Supervisor:
                     calls.append(command)
                 else:
                     children.append((command, child))
-            elif isinstance(command, SetTimer) and command.seconds <= self.settings.timer_fast_path:
+            elif (isinstance(command, SetTimer) and command.seconds < self.settings.timer_fast_path
+                  and not command.key.startswith("lease:")):  # a lease is a slow safety net: the tick fires it
                 self.canvas.send_timer(outcome.run_id, command.key, command.seconds)
             elif isinstance(command, Revoke):
                 self.canvas.revoke(outcome.run_id, command)
             elif isinstance(command, RunFinished) and outcome.parent:
                 self._report_to_parent(outcome, command)
+            elif isinstance(command, StatusChanged) and command.status == "paused" and outcome.parent:
+                parent = outcome.parent
+                self._step(parent["run"], lambda conn: [CallPaused(parent["seq"], parent["attempt"], parent["item"])])
         if calls:
             self.canvas.send(outcome.run_id, outcome.workflow, calls)
         for call, child in children:

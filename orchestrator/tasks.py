@@ -22,10 +22,23 @@ DURABLE = dict(acks_late=True, autoretry_for=(DBAPIError,), retry_backoff=0.5, r
 
 @app.task(name="orchestrator.action", acks_late=True, reject_on_worker_lost=True)
 def action(call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
-    """Run one action call; always returns an envelope (see runner.py)."""
-    from .config import settings
+    """Run one action call; always returns an envelope (see runner.py).
 
-    return run_action(app, call, payload, settings().max_result_bytes)
+    A single call (`call["inline"]`) applies its own outcome right here, in the worker that ran
+    it: one broker hop less per step. The message is acknowledged only afterwards, so a crash in
+    between re-runs the call and its envelope is applied then (or ignored if it was). When the
+    database cannot be reached the envelope goes to the supervisor queue, which retries."""
+    from .config import settings
+    from .runtime import supervisor
+
+    outcome = run_action(app, call, payload, settings().max_result_bytes)
+    if call.get("inline"):
+        try:
+            supervisor().complete([outcome])
+        except Exception as exc:  # the supervisor task retries with backoff
+            log.warning("applying %s inline failed (%s); handing it to the supervisor queue", call.get("task"), exc)
+            supervise.apply_async((outcome,), queue=settings().supervisor_queue)
+    return outcome
 
 
 @app.task(name="orchestrator.supervise", ignore_result=True, **DURABLE)

@@ -35,7 +35,38 @@ class TimerFired:
     running: bool | None = None
 
 
-Event = TaskEnded | TimerFired
+@dataclass(frozen=True)
+class Control:
+    """An operator's request: pause, resume or cancel the run."""
+
+    action: str
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """Run a failed workflow again from its failed tasks (or the named ones), keeping the rest."""
+
+    tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Responded:
+    """Someone answered a `core.ask` task."""
+
+    task: str
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class CallPaused:
+    """A sub-workflow call's child run is paused: for pausing, it no longer counts as running."""
+
+    seq: int
+    attempt: int
+    item: int | None = None
+
+
+Event = TaskEnded | TimerFired | Control | Rerun | Responded | CallPaused
 
 
 # Commands ----------------------------------------------------------------------------------------
@@ -120,6 +151,13 @@ class VariablesSet:
 
 
 @dataclass(frozen=True)
+class StatusChanged:
+    """The run's status changed without finishing (pausing, paused, running again)."""
+
+    status: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     status: str
     output: Any = None
@@ -127,11 +165,12 @@ class RunFinished:
 
 
 Command = (ExecutionStarted | ExecutionEnded | ItemsCreated | ItemEnded | Dispatch | SetTimer | CancelTimer | Revoke | VariablesSet
-           | RunFinished)
+           | StatusChanged | RunFinished)
 
 
 _COMMAND_TYPES = {cls.__name__: cls for cls in (ExecutionStarted, ExecutionEnded, ItemsCreated, ItemEnded, Dispatch,
-                                                 SetTimer, CancelTimer, Revoke, VariablesSet, RunFinished)}
+                                                 SetTimer, CancelTimer, Revoke, VariablesSet, StatusChanged,
+                                                 RunFinished)}
 
 
 def to_data(command: Command) -> dict[str, Any]:

@@ -15,14 +15,14 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .commands import (CancelTimer, Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated,
-                       Revoke,
+from .commands import (CallPaused, CancelTimer, Command, Control, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded,
+                       ItemsCreated, Responded, Rerun, Revoke, StatusChanged,
                        RunFinished, SetTimer, TaskEnded, TimerFired, VariablesSet)
 from .errors import ExpressionError
 from .expressions import Evaluator
 from .graph import TaskNode, Transition
-from .state import (CANCELED, FAILED, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution, ItemStore,
-                    WorkflowState)
+from .state import (CANCELED, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution,
+                    ItemStore, WorkflowState)
 from .validate import Workflow
 
 DEFAULT_EXECUTION_LIMIT = 10_000
@@ -108,8 +108,16 @@ class Conductor:
     def apply(self, state: WorkflowState, event: Event) -> list[Command]:
         """Apply one event to `state` (mutated in place). Every accepted event yields at least
         one command; [] means the event changed nothing (stale or duplicate)."""
-        if state.status != RUNNING:
+        if isinstance(event, Rerun):
+            return self._rerun(state, event.tasks)
+        if state.status not in (RUNNING, PAUSING, PAUSED):
             return []
+        if isinstance(event, Control):
+            return self._control(state, event.action)
+        if isinstance(event, Responded):
+            return self._respond(state, event)
+        if isinstance(event, CallPaused):
+            return self._call_paused(state, event)
         if isinstance(event, TimerFired):
             return self._timer(state, event)
         execution = state.active.get(event.seq)
@@ -192,7 +200,120 @@ class Conductor:
             step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None,
                                                 "canceled: the workflow timed out"))
         state.active.clear()
+        state.asks.clear()
+        state.deferred = []
+        if state.status != RUNNING:
+            state.status = RUNNING  # a paused run that times out still ends (failed)
         state.failure = f"workflow timed out after {self.workflow.spec.timeout:g} s"
+
+    # Operations -----------------------------------------------------------------------------
+
+    def _control(self, state: WorkflowState, action: str) -> list[Command]:
+        """pause: running calls finish, nothing new starts (pausing, then paused); resume: the
+        held-back work starts; cancel: running calls are revoked and the run ends canceled."""
+        step = _Step()
+        if action == "pause" and state.status == RUNNING:
+            state.status = PAUSING
+            step.commands.append(StatusChanged(PAUSING))
+        elif action == "resume" and state.paused:
+            state.status = RUNNING
+            state.paused_calls = []
+            step.commands.append(StatusChanged(RUNNING))
+            deferred, state.deferred = state.deferred, []
+            for entry in deferred:
+                if entry[0] == "request":
+                    step.queue.append(("request", entry[1], entry[2]))
+                else:
+                    self._relaunch(state, step, entry[1], entry[2], entry[3])
+        elif action == "cancel":
+            self._cancel(state, step, "canceled by request")
+            self._drain(state, step)
+            return step.commands
+        else:
+            return []
+        self._drain(state, step)
+        return step.commands
+
+    def _call_paused(self, state: WorkflowState, event: CallPaused) -> list[Command]:
+        entry = [event.seq, event.attempt, event.item]
+        if not state.paused or entry in state.paused_calls:
+            return []
+        state.paused_calls.append(entry)
+        step = _Step()
+        self._drain(state, step)
+        return step.commands or [StatusChanged(state.status)]
+
+    def _relaunch(self, state: WorkflowState, step: _Step, seq: int, attempt: int, item: int | None) -> None:
+        execution = state.active.get(seq)
+        if execution is None:
+            return
+        self._launch_or_fail(state, step, self.graph.nodes[execution.task], execution, attempt, item)
+
+    def _cancel(self, state: WorkflowState, step: _Step, reason: str) -> None:
+        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
+        for seq, execution in sorted(state.active.items()):
+            if execution.items is None:
+                if not execution.waiting and seq not in state.asks and (seq, execution.attempt, None) not in held:
+                    step.commands.append(Revoke(seq, execution.attempt))
+            else:
+                for index, attempt in sorted(execution.in_flight.items()):
+                    if (seq, attempt, index) not in held:
+                        step.commands.append(Revoke(seq, attempt, index))
+            step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None, reason))
+        state.active.clear()
+        state.asks.clear()
+        state.deferred = []
+        state.status = CANCELED
+        step.commands.append(RunFinished(CANCELED, None, reason))
+
+    def _respond(self, state: WorkflowState, event: Responded) -> list[Command]:
+        """Answer a core.ask task: the response, checked against its schema, is the result."""
+        for seq, ask in sorted(state.asks.items()):
+            if ask["task"] == event.task:
+                break
+        else:
+            raise ValueError(f"task '{event.task}' is not waiting for a response")
+        from jsonschema import Draft202012Validator
+
+        problems = [e.message for e in Draft202012Validator(ask.get("schema") or {}).iter_errors(event.data)]
+        if problems:
+            raise ValueError(f"response for task '{event.task}' does not match its schema: " + "; ".join(problems))
+        del state.asks[seq]
+        step = _Step()
+        step.queue.append(("ended", seq, SUCCEEDED, event.data, None))
+        self._drain(state, step)
+        return step.commands
+
+    def _rerun(self, state: WorkflowState, tasks: tuple[str, ...]) -> list[Command]:
+        """A failed run goes on from its failed tasks (or the named ones); what succeeded stays."""
+        if state.status != FAILED:
+            raise ValueError(f"only a failed run can be rerun (this one is {state.status})")
+        names = list(tasks) or sorted(name for name, info in state.tasks.items() if info["status"] in TASK_FAILURES)
+        unknown = [n for n in names if n not in self.graph.nodes]
+        if unknown or not names:
+            raise ValueError(f"cannot rerun {', '.join(unknown) or 'nothing'}: "
+                             f"{'no such task' if unknown else 'no task failed'}")
+        state.status = RUNNING
+        state.failure = None
+        state.joins = {}
+        step = _Step()
+        step.commands.append(StatusChanged(RUNNING))
+        for name in names:
+            self._start_task(state, step, self.graph.nodes[name])
+        self._drain(state, step)
+        return step.commands
+
+    def _calls_running(self, state: WorkflowState) -> int:
+        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
+        held |= {tuple(call) for call in state.paused_calls}
+        running = 0
+        for seq, execution in state.active.items():
+            if execution.items is None:
+                running += (not execution.waiting and seq not in state.asks
+                            and (seq, execution.attempt, None) not in held)
+            else:
+                running += sum((seq, a, i) not in held for i, a in execution.in_flight.items())
+        return running
 
     # The work loop ----------------------------------------------------------------------------
 
@@ -214,6 +335,9 @@ class Conductor:
                 state.failure = f"workflow failed by the 'fail' command in task '{source}'"
             return
         if target in ("noop", "continue") or state.halted:
+            return
+        if state.paused:
+            state.deferred.append(["request", target, source])
             return
         node = self.graph.nodes[target]
         if node.spec.join is not None and not self._join_ready(state, node, source):
@@ -373,7 +497,11 @@ class Conductor:
 
     def _launch(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution, attempt: int,
                 item: int | None) -> str | None:
-        """Render the input and dispatch one call (with its deadline timer); the error, if any."""
+        """Render the input and dispatch one call (with its deadline timer); the error, if any.
+        While the run is pausing or paused the launch is held back until it resumes."""
+        if state.paused:
+            state.deferred.append(["launch", execution.seq, attempt, item])
+            return None
         if item is None:
             context = self._context(state, node.name, attempt=attempt)
         else:
@@ -389,6 +517,12 @@ class Conductor:
             if size > self.run.max_input_bytes:
                 return (f"task '{node.name}': input is {size} bytes, over the limit of {self.run.max_input_bytes} "
                         f"(pass large data by reference)")
+        if node.spec.action == "core.ask" and item is None:
+            state.asks[execution.seq] = {"task": node.name, "schema": payload.get("schema"),
+                                         "prompt": payload.get("prompt")}
+            if node.spec.timeout:
+                step.commands.append(SetTimer(timer_key(DEADLINE, execution.seq, attempt, None), node.spec.timeout))
+            return None
         step.commands.append(Dispatch(seq=execution.seq, task=node.name, action=node.spec.action, input=payload,
                                       attempt=attempt, item=item, queue=node.spec.queue, timeout=node.spec.timeout))
         watch = self._watch(node)
@@ -428,6 +562,7 @@ class Conductor:
                            node.spec.retry.delay_before(execution.attempt - 1))
             return
         del state.active[seq]
+        state.asks.pop(seq, None)
         self._item_values.pop(seq, None)
         self._item_results.pop(seq, None)
         outcome = result if status not in TASK_FAILURES else error
@@ -481,7 +616,11 @@ class Conductor:
             return False
 
     def _maybe_finish(self, state: WorkflowState, step: _Step) -> None:
-        if state.status != RUNNING or state.active:
+        if state.status == PAUSING and (state.active or state.deferred) and not self._calls_running(state):
+            state.status = PAUSED
+            step.commands.append(StatusChanged(PAUSED))
+            return
+        if state.status not in (RUNNING, PAUSING) or state.active or state.deferred:
             return
         if state.failure is None:
             waiting = {name: join for name, join in state.joins.items() if join["arrived"]}

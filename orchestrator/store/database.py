@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -31,6 +32,7 @@ class Database:
             self._lock: threading.RLock | None = threading.RLock()
         else:
             self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+            event.listen(self.engine, "connect", _postgres_session)
             self._lock = None
 
     @contextmanager
@@ -85,6 +87,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+LOCK_TIMEOUT_MS = int(float(os.environ.get("ORCHESTRATOR_LOCK_TIMEOUT", "10")) * 1000)
+
+
+def _postgres_session(dbapi_connection, _record) -> None:
+    """Per connection, once: a lock wait longer than ORCHESTRATOR_LOCK_TIMEOUT raises (and the
+    supervisor step is retried) instead of wedging a worker behind a stuck transaction."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+    cursor.close()
+    dbapi_connection.commit()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

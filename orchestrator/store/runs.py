@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, RunFinished,
-                               SetTimer, VariablesSet)
+                               SetTimer, StatusChanged, VariablesSet)
 from ..engine.state import ItemStore, WorkflowState
 from ..orquesta.formats import state_from_dict
 from .models import Outbox, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
@@ -86,13 +86,11 @@ class RunStore:
     def run_exists(self, conn: Connection, run_id: str) -> bool:
         return conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id)).first() is not None
 
-    def lock_run(self, conn: Connection, run_id: str, lock_timeout: float | None = None) -> Any:
+    def lock_run(self, conn: Connection, run_id: str) -> Any:
         """The run's row, locked until the transaction ends (FOR UPDATE; SQLite is serialised).
-        Waiting longer than `lock_timeout` s raises, so a stuck holder cannot wedge workers."""
+        Connections carry a lock_timeout (database.py), so a stuck holder cannot wedge workers."""
         stmt = select(RUNS).where(RUNS.c.id == run_id)
         if conn.dialect.name == "postgresql":
-            if lock_timeout:
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
             stmt = stmt.with_for_update()
         return conn.execute(stmt).first()
 
@@ -145,6 +143,10 @@ class RunStore:
                 self._set_timer(conn, run_id, command.key, now + timedelta(seconds=command.seconds))
             elif isinstance(command, CancelTimer):
                 conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id, TIMERS.c.key == command.key))
+            elif isinstance(command, StatusChanged):
+                run_values.update(status=command.status)
+                if command.status == "running":  # a rerun reopens a finished run
+                    run_values.update(finished_at=None, error=None, output=None)
             elif isinstance(command, RunFinished):
                 run_values.update(status=command.status, output=command.output, error=command.error,
                                   finished_at=now)
@@ -237,6 +239,10 @@ class RunStore:
             stmt = stmt.where(RUNS.c.status == status)
         return [{"id": r.id, "workflow": r.workflow, "status": r.status, "created_at": iso(r.created_at),
                  "finished_at": iso(r.finished_at), "error": r.error} for r in conn.execute(stmt)]
+
+    def active_children(self, conn: Connection, run_id: str) -> list[str]:
+        return list(conn.execute(select(RUNS.c.id).where(RUNS.c.parent_run_id == run_id,
+                                                         RUNS.c.status.not_in(TERMINAL))).scalars())
 
     def count_executions(self, conn: Connection, run_id: str) -> int:
         return conn.execute(select(func.count()).select_from(TASKS).where(TASKS.c.run_id == run_id)).scalar_one()

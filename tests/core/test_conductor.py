@@ -624,3 +624,91 @@ def test_template_failures_are_not_retried():
       - {name: a, action: x, input: {v: "{{ workflow.missing }}"}, retry: {count: 3}}
     """)
     assert r.status == "failed" and r.calls == [] and len(r.executions) == 1
+
+
+OPS = """
+version: "1.0"
+tasks:
+  - {name: a, action: x, next: [{do: [b, c]}]}
+  - {name: b, action: x, with_items: "{{ [1, 2, 3] }}", concurrency: 1}
+  - {name: c, action: x}
+"""
+
+
+def _calls(commands):
+    return [c for c in commands if isinstance(c, Dispatch)]
+
+
+def test_pause_lets_running_calls_finish_and_starts_nothing_until_resume():
+    from orchestrator.engine.commands import Control, StatusChanged
+    conductor = Conductor(wf(OPS), RunInfo("r", {}))
+    state, commands = conductor.start()
+    assert conductor.apply(state, Control("pause")) == [StatusChanged("pausing")]
+    done_a = conductor.apply(state, TaskEnded(1, 1, "succeeded"))
+    assert _calls(done_a) == [] and StatusChanged("paused") in done_a
+    assert state.status == "paused"
+    resumed = conductor.apply(state, Control("resume"))
+    assert [c.task for c in _calls(resumed)] == ["b", "c"]
+    assert state.status == "running"
+
+
+def test_pause_during_with_items_holds_the_window():
+    from orchestrator.engine.commands import Control
+    conductor = Conductor(wf(OPS), RunInfo("r", {}))
+    state, _ = conductor.start()
+    started = conductor.apply(state, TaskEnded(1, 1, "succeeded"))
+    b_item0 = next(c for c in _calls(started) if c.task == "b")
+    conductor.apply(state, Control("pause"))
+    after_item = conductor.apply(state, TaskEnded(b_item0.seq, 1, "succeeded", 1, item=0))
+    assert _calls(after_item) == []
+    conductor.apply(state, TaskEnded(3, 1, "succeeded"))  # c finishes: nothing runs now
+    assert state.status == "paused"
+    resumed = _calls(conductor.apply(state, Control("resume")))
+    assert [(c.task, c.item) for c in resumed] == [("b", 1)]
+
+
+def test_cancel_revokes_running_calls_and_ends_canceled():
+    from orchestrator.engine.commands import Control, Revoke, RunFinished
+    conductor = Conductor(wf(OPS), RunInfo("r", {}))
+    state, _ = conductor.start()
+    conductor.apply(state, TaskEnded(1, 1, "succeeded"))
+    result = conductor.apply(state, Control("cancel"))
+    assert Revoke(2, 1, 0) in result and Revoke(3, 1) in result
+    assert result[-1] == RunFinished("canceled", None, "canceled by request")
+    assert conductor.apply(state, TaskEnded(3, 1, "succeeded")) == []
+
+
+def test_rerun_from_failed_tasks_keeps_what_succeeded():
+    from orchestrator.engine.commands import Rerun
+    conductor = Conductor(wf(OPS), RunInfo("r", {}))
+    state, _ = conductor.start()
+    conductor.apply(state, TaskEnded(1, 1, "succeeded"))
+    conductor.apply(state, TaskEnded(3, 1, "failed", error="c broke"))
+    for i in range(3):
+        conductor.apply(state, TaskEnded(2, 1, "succeeded", i, item=i))
+    assert state.status == "failed"
+    again = conductor.apply(state, Rerun())
+    assert [c.task for c in _calls(again)] == ["c"]
+    conductor.apply(state, TaskEnded(_calls(again)[0].seq, 1, "succeeded"))
+    assert state.status == "succeeded"
+    with pytest.raises(ValueError):
+        conductor.apply(state, Rerun())
+
+
+def test_core_ask_waits_for_a_valid_response():
+    from orchestrator.engine.commands import Responded
+    conductor = Conductor(wf("""
+    version: "1.0"
+    tasks:
+      - name: approve
+        action: core.ask
+        input: {prompt: "ship it?", schema: {type: object, required: [ok], properties: {ok: {type: boolean}}}}
+        next: [{when: "{{ result().ok }}", do: ship}]
+      - {name: ship, action: x}
+    """), RunInfo("r", {}))
+    state, commands = conductor.start()
+    assert _calls(commands) == [] and state.asks
+    with pytest.raises(ValueError, match="does not match its schema"):
+        conductor.apply(state, Responded("approve", {"ok": "yes"}))
+    shipped = conductor.apply(state, Responded("approve", {"ok": True}))
+    assert [c.task for c in _calls(shipped)] == ["ship"]

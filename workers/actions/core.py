@@ -209,3 +209,10 @@ def http(url: Any = None, method: Any = "GET", headers: Any = None, json: Any = 
             pass  # labelled JSON but is not: hand back the text instead
     result["body"] = text
     return result
+
+
+@app.task(name="core.ask")
+def ask(schema: Any = None, prompt: Any = None) -> None:
+    """An approval. The engine handles it without a worker: the task waits until someone answers
+    (`orchestrator respond`, RunHandle.respond or HTTP) with data matching `schema`."""
+    raise ActionFailed("core.ask is answered with `orchestrator respond`; it never runs on a worker")

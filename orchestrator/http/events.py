@@ -1,0 +1,47 @@
+"""Server-sent events: a run's summary each time it changes, until the run ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, AsyncIterator, Callable
+
+from ..store.runs import TERMINAL
+
+POLL_SECONDS = 0.2
+MAX_SECONDS = 600.0
+KEEPALIVE_SECONDS = 15.0
+
+
+def sse(data: Any, event: str = "summary") -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def summary_events(read: Callable[[], dict[str, Any] | None],
+                         poll: float = POLL_SECONDS, limit: float = MAX_SECONDS) -> AsyncIterator[str]:
+    """Poll `read` (blocking, so in a thread) and yield the summary whenever it differs from the
+    last one sent; stop when the run is terminal or gone, or after `limit` s. A client that left
+    is noticed by the server at the next write (a change or the periodic keep-alive)."""
+    deadline = time.monotonic() + limit
+    last, last_sent_at = None, time.monotonic()
+    yield "retry: 2000\n\n"
+    while True:
+        summary = await asyncio.to_thread(read)
+        if summary is None:
+            yield sse({"detail": "run not found"}, "error")
+            return
+        text = json.dumps(summary, default=str, sort_keys=True)
+        if text != last:
+            last, last_sent_at = text, time.monotonic()
+            yield f"event: summary\ndata: {text}\n\n"
+        elif time.monotonic() - last_sent_at > KEEPALIVE_SECONDS:
+            last_sent_at = time.monotonic()
+            yield ": keep-alive\n\n"
+        if summary["status"] in TERMINAL:
+            yield sse({"status": summary["status"]}, "end")
+            return
+        if time.monotonic() >= deadline:
+            yield sse({"detail": f"stream ended after {limit:.0f} s; reconnect to follow"}, "timeout")
+            return
+        await asyncio.sleep(poll)
