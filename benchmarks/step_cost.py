@@ -7,6 +7,10 @@ run's task executions) and compared near step 10 (median over steps 5..25) and n
 runs with ORCHESTRATOR_EXECUTION_LIMIT above K, on one `orchestrator worker` (prefork,
 concurrency 2), in an isolated schema and queues.
 
+A warm-up loop of 50 steps runs first. The 21-gap windows are sensitive to a busy moment on the
+machine, so the medians over wider windows (steps 26..525 vs the last 500) and per tenth of the
+loop are printed as well.
+
     python -m benchmarks step_cost [--steps 10000] [--rounds 1]
 """
 
@@ -26,6 +30,8 @@ from . import harness
 NAME = "step_cost"
 EARLY = (5, 25)  # steps (1-based, inclusive) whose gaps make "near step 10"
 LATE = 20        # the last steps whose gaps make "near step K"
+WIDE = 500       # the wider, less noisy comparison: steps 26..525 against the last 500
+WARM_UP = 50     # steps of the warm-up loop run before the measured one(s)
 
 
 def workflow_yaml(steps: int) -> str:
@@ -116,6 +122,15 @@ def report(steps: int, runs: Sequence[Run]) -> None:
     print(harness.format_table(["", "wall s", "in-run s", "steps/s", f"ms near 10 ({EARLY[0]}..{EARLY[1]})",
                                 f"ms near {steps} (last {LATE})", "late/early"], rows))
     print("target: late/early <= 1.2 (not asserted)")
+    if steps >= EARLY[1] + 2 * WIDE:
+        # 21 gaps are easily swayed by a busy moment on the machine; 500 are not.
+        first = (EARLY[1] + 1, EARLY[1] + WIDE)
+        wide = [[f"run {index}", f"{run.median_ms(*first):.2f}", f"{run.median_ms(steps - WIDE + 1, steps):.2f}",
+                 f"{run.median_ms(steps - WIDE + 1, steps) / run.median_ms(*first):.2f}"]
+                for index, run in enumerate(runs, 1)]
+        print()
+        print(f"wider windows (less sensitive to a busy moment): steps {first[0]}..{first[1]} vs the last {WIDE}")
+        print(harness.format_table(["", f"ms {first[0]}..{first[1]}", f"ms last {WIDE}", "late/early"], wide))
     # Where along the loop the cost changes: median gap per tenth of the run (first run).
     run = runs[0]
     parts = min(10, steps // 10)
@@ -155,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{', '.join(harness.queues_of(env))}", flush=True)
             runs = []
             try:
+                # Warm the worker's processes (connections, imports, compiled templates) on a
+                # short loop of the same shape, so "near step 10" is not a cold start.
+                print(f"warming up ({WARM_UP} steps) ...", flush=True)
+                run_loop(url, WARM_UP, args.timeout)
                 for index in range(1, args.rounds + 1):
                     runs.append(run_loop(url, args.steps, args.timeout))
                     print(f"run {index}/{args.rounds}: {runs[-1].wall:.2f} s", flush=True)

@@ -245,6 +245,17 @@ def rehearse(cases_file: Path = typer.Argument(..., help="A rehearsal file: JSON
     rehearse_command(cases_file, as_json, level)
 
 
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+          port: int = typer.Option(8080, "--port"),
+          token: Optional[str] = typer.Option(None, "--token", help="Require `Authorization: Bearer TOKEN` "
+                                              "(default: ORCHESTRATOR_API_TOKEN).")) -> None:
+    """Serve the HTTP API (/api), the web view (/) and Prometheus metrics (/metrics)."""
+    from .http.serve import serve as serve_http
+
+    serve_http(host, port, token)
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -9,6 +9,8 @@ step writes nothing. Timers are rows deleted under the same lock when they fire,
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,6 +43,37 @@ class _Outcome:
     parent: dict[str, Any] | None = None
 
 
+class _PendingIds:
+    """Ids waiting to be deleted, flushed by a daemon thread if no step takes them first."""
+
+    def __init__(self, flush: Callable[[], None], interval: float):
+        self._ids: list[int] = []
+        self._lock = threading.Lock()
+        self._flush = flush
+        self._interval = interval
+        self._thread: threading.Thread | None = None
+
+    def add(self, item: int) -> None:
+        with self._lock:
+            self._ids.append(item)
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._run, name="orchestrator-outbox", daemon=True)
+                self._thread.start()
+
+    def take(self) -> list[int]:
+        with self._lock:
+            ids, self._ids = self._ids, []
+        return ids
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            try:
+                self._flush()
+            except Exception as exc:  # the reconciler carries out the rows again if this keeps failing
+                log.warning("could not clear carried-out outbox rows: %s", exc)
+
+
 def child_run_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
     """The id of the run a sub-workflow call starts: derived, so a repeated start does nothing."""
     return f"{run_id}.{seq}.{attempt}" + ("" if item is None else f".{item}")
@@ -55,6 +88,7 @@ class Supervisor:
         self.store = RunStore()
         self.find_workflow = find_workflow or (lambda name: None)
         self._workflow_by_definition = lru_cache(maxsize=256)(self._load_definition)
+        self._carried_out = _PendingIds(self.flush_carried_out, interval=min(2.0, settings.outbox_grace / 5))
 
     # Starting -------------------------------------------------------------------------------
 
@@ -170,6 +204,7 @@ class Supervisor:
 
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False) -> None:
         with self.db.transaction() as conn:
+            self._forget_carried_out(conn)
             run = self.store.lock_run(conn, run_id)
             if run is None or run.definition_id is None or (run.status in TERMINAL and not reopen):
                 return
@@ -212,8 +247,21 @@ class Supervisor:
         crash_point("after_commit")
         self._carry_out(outcome)
         if outbox_id is not None:
+            self._carried_out.add(outbox_id)
+
+    def _forget_carried_out(self, conn: Any) -> None:
+        """Delete the outbox rows this process has carried out, inside a transaction it opens
+        anyway (the next step) instead of a commit of their own. A flusher thread does it when
+        the process is idle, well within the reconciler's grace period."""
+        ids = self._carried_out.take()
+        if ids:
+            self.store.remove_outbox_many(conn, ids)
+
+    def flush_carried_out(self) -> None:
+        ids = self._carried_out.take()
+        if ids:
             with self.db.transaction() as conn:
-                self.store.remove_outbox(conn, outbox_id)
+                self.store.remove_outbox_many(conn, ids)
 
     def _carry_out(self, outcome: _Outcome) -> None:
         calls: list[Dispatch] = []

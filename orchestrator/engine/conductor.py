@@ -419,15 +419,19 @@ class Conductor:
 
     def _concurrency(self, state: WorkflowState, node: TaskNode) -> int | None:
         value = node.spec.concurrency
+        if value is None:
+            return None
         if isinstance(value, str):
             value = self.evaluator.render(value, self._context(state, node.name))
-        return int(value) if value else None
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or int(value) < 1:
+            raise ValueError(f"must be a positive integer, got {value!r}")
+        return int(value)
 
     def _dispatch_items(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution) -> None:
         """Fill the window: start items in index order while fewer than `concurrency` are in flight."""
         try:
             limit = self._concurrency(state, node) or execution.items
-        except (ExpressionError, TypeError, ValueError) as exc:
+        except (ExpressionError, TypeError, ValueError, OverflowError) as exc:
             execution.item_error = f"task '{node.name}': concurrency: {exc}"
             execution.item_status = FAILED
             limit = 0

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def one_line(text: str) -> str:
+    """A message safe to print as one line: line breaks and other control characters escaped."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a workflow file, at a place (1-based line and column when known)."""
@@ -14,9 +19,10 @@ class Problem:
     column: int | None = None
 
     def render(self, source: str) -> str:
+        message = one_line(self.message)
         if self.line is None:
-            return f"{source}: {self.message}"
-        return f"{source}:{self.line}:{self.column or 1}: {self.message}"
+            return f"{source}: {message}"
+        return f"{source}:{self.line}:{self.column or 1}: {message}"
 
 
 class WorkflowInvalid(Exception):
@@ -38,8 +44,8 @@ class ParametersInvalid(Exception):
 
     def __init__(self, workflow: str, problems: list[str]):
         self.workflow = workflow
-        self.problems = problems
-        super().__init__(f"invalid parameters for workflow '{workflow}': " + "; ".join(problems))
+        self.problems = [one_line(p) for p in problems]
+        super().__init__(f"invalid parameters for workflow '{one_line(workflow)}': " + "; ".join(self.problems))
 
 
 class ExpressionError(Exception):

@@ -7,7 +7,9 @@ Compiled templates are cached per source string, because compiling costs ~80x re
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from typing import Any, Callable, Mapping
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
@@ -23,11 +25,34 @@ def _length(value: Any) -> int:
     return len(value)
 
 
+MAX_POWER_DIGITS = 10_000      # `**` results beyond this many digits are refused
+MAX_REPEAT = 10_000_000        # `'x' * n` / `[..] * n` beyond this many elements are refused
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with `*` and `**` checked at run time (no constant folding at compile time,
+    which would let `{{ 10 ** 100000000 }}` hang validation)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if (isinstance(left, (int, float)) and isinstance(right, (int, float)) and abs(left) > 1
+                    and right * math.log10(abs(left)) > MAX_POWER_DIGITS):
+                raise SecurityError(f"{left} ** {right} is too large")
+            return left ** right
+        for sequence, count in ((left, right), (right, left)):
+            if (isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
+                    and len(sequence) * count > MAX_REPEAT):
+                raise SecurityError("a repeated string or list that large is not allowed")
+        return left * right
+
+
 class Evaluator:
     """Compiles and evaluates workflow templates in a sandbox; one instance per process is enough."""
 
     def __init__(self) -> None:
-        self.env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self.env = _Sandbox(undefined=StrictUndefined, autoescape=False, optimized=False)
         self.env.globals["length"] = _length
         self.env.filters["length"] = _length
         self._cache: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
@@ -51,6 +76,8 @@ class Evaluator:
                 compiled = template.render
         except TemplateSyntaxError as exc:
             raise ExpressionError(source, f"syntax error: {exc.message}") from None
+        except Exception as exc:  # what Jinja's compiler raises on pathological input
+            raise ExpressionError(source, f"cannot compile: {type(exc).__name__}: {str(exc)[:200]}") from None
         self._cache[source] = compiled
         return compiled
 
@@ -84,7 +111,13 @@ class Evaluator:
         if isinstance(value, str):
             return self.evaluate(value, context)
         if isinstance(value, dict):
-            return {self.render(k, context): self.render(v, context) for k, v in value.items()}
+            rendered = {}
+            for key, item in value.items():
+                new_key = self.render(key, context)
+                if not isinstance(new_key, (str, int, float, bool)) and new_key is not None:
+                    raise ExpressionError(str(key), f"a key must render to text, not a {type(new_key).__name__}")
+                rendered[new_key] = self.render(item, context)
+            return rendered
         if isinstance(value, list):
             return [self.render(v, context) for v in value]
         return value
@@ -124,8 +157,6 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, range, KeysView, ValuesView, ItemsView)) or isinstance(value, Iterator):
         return [_plain(v) for v in value]
-    if hasattr(value, "__iter__") and hasattr(value, "__next__"):
-        return [_plain(v) for v in value]
-    return value
+    raise TypeError(f"the value is a {type(value).__name__}, not data (did you forget to call it?)")

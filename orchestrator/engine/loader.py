@@ -53,44 +53,104 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         reason = exc.problem or exc.context or "not valid YAML"
         raise WorkflowInvalid(source, [Problem(f"not valid YAML: {reason}", line, column)]) from None
+    except yaml.reader.ReaderError as exc:
+        line, column = _place(text, exc.position)
+        raise WorkflowInvalid(source, [Problem(f"not valid YAML: {exc.reason}: character {exc.character!r}",
+                                               line, column)]) from None
     except yaml.YAMLError as exc:
-        raise WorkflowInvalid(source, [Problem(f"not valid YAML: {exc}")]) from None
+        raise WorkflowInvalid(source, [Problem(f"not valid YAML: {str(exc).splitlines()[0]}")]) from None
     finally:
         loader.dispose()
     positions = Positions()
     problems: list[Problem] = []
     if node is None:
         return None, positions
-    data = _construct(loader, node, (), positions, problems)
+    try:
+        data = _Builder(loader, positions, problems).build(node, ())
+    except _TooBig as exc:
+        raise WorkflowInvalid(source, [Problem(str(exc), exc.line, exc.column)]) from None
     if problems:
         raise WorkflowInvalid(source, problems)
     return data, positions
 
 
-def _construct(loader: Any, node: yaml.Node, path: Path, positions: Positions, problems: list[Problem]) -> Any:
-    positions.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _construct(loader, key_node, path + ("<key>",), positions, problems)
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                problems.append(Problem("a mapping key must be a scalar", key_node.start_mark.line + 1,
-                                        key_node.start_mark.column + 1))
-                continue
-            child = path + (key,)
-            if key in result:
-                problems.append(Problem(f"duplicate key '{key}'", key_node.start_mark.line + 1,
-                                        key_node.start_mark.column + 1))
-            positions.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = _construct(loader, value_node, child, positions, problems)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(loader, item, path + (i,), positions, problems) for i, item in enumerate(node.value)]
-    if node.tag == "tag:yaml.org,2002:timestamp":
-        return node.value  # keep dates as written: workflow data must stay JSON
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
-        problems.append(Problem(f"bad value: {exc.problem}", node.start_mark.line + 1, node.start_mark.column + 1))
-        return None
+MAX_DEPTH = 64          # nesting a workflow never needs; deeper is refused, not recursed into
+MAX_NODES = 200_000     # aliases can expand a small file into millions of nodes ("billion laughs")
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _place(text: str, position: int | None) -> tuple[int | None, int | None]:
+    if position is None:
+        return None, None
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+
+
+class _TooBig(Exception):
+    def __init__(self, message: str, node: yaml.Node):
+        super().__init__(message)
+        self.line, self.column = node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Builder:
+    """Builds plain data from the node tree, recording positions; refuses recursive aliases,
+    absurd nesting or expansion, and scalars that are not JSON (binary, sets, ...)."""
+
+    def __init__(self, loader: Any, positions: Positions, problems: list[Problem]):
+        self.loader = loader
+        self.positions = positions
+        self.problems = problems
+        self.nodes = 0
+        self.open: set[int] = set()
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooBig(f"the document expands to more than {MAX_NODES} values (aliases?)", node)
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(f"the document nests deeper than {MAX_DEPTH} levels", node)
+        if id(node) in self.open:
+            raise _TooBig("a recursive alias (a value that contains itself)", node)
+        self.open.add(id(node))
+        try:
+            return self._build(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def _problem(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(Problem(message, node.start_mark.line + 1, node.start_mark.column + 1))
+
+    def _build(self, node: yaml.Node, path: Path) -> Any:
+        positions = self.positions
+        positions.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            try:
+                self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+            except yaml.YAMLError as exc:
+                self._problem(node, f"bad merge key: {getattr(exc, 'problem', None) or exc}")
+                return None
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build(key_node, path + ("<key>",))
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    self._problem(key_node, "a mapping key must be a scalar")
+                    continue
+                child = path + (key,)
+                if key in result:
+                    self._problem(key_node, f"duplicate key '{key}'")
+                positions.marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                result[key] = self.build(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return node.value  # keep dates as written: workflow data must stay JSON
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except Exception as exc:  # PyYAML's scalar constructors raise ValueError, KeyError, ...
+            self._problem(node, f"bad value {node.value!r} for tag {node.tag}: {getattr(exc, 'problem', None) or exc}")
+            return None
+        if not isinstance(value, JSON_SCALARS):
+            self._problem(node, f"a {type(value).__name__} value is not allowed here (workflow data must be JSON)")
+            return None
+        return value

@@ -30,9 +30,12 @@ def resolve_parameters(spec: WorkflowSpec, given: Mapping[str, Any] | None, work
             continue
         else:
             continue
-        for error in Draft202012Validator(param.json_schema()).iter_errors(value):
-            where = "".join(f"[{p}]" for p in error.absolute_path)
-            problems.append(f"parameter '{name}{where}': {error.message}")
+        try:
+            for error in Draft202012Validator(param.json_schema()).iter_errors(value):
+                where = "".join(f"[{p}]" for p in error.absolute_path)
+                problems.append(f"parameter '{name}{where}': {error.message}")
+        except Exception as exc:  # an unusable schema (validation normally refuses it first)
+            problems.append(f"parameter '{name}': its schema cannot be checked: {str(exc).splitlines()[0]}")
         resolved[name] = value
     if problems:
         raise ParametersInvalid(workflow or spec.name or "workflow", problems)

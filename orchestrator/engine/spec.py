@@ -15,11 +15,12 @@ from .errors import Problem, WorkflowInvalid
 from .loader import Positions, load_yaml
 
 ENGINE_COMMANDS = frozenset({"fail", "noop", "continue"})
+MAX_SECONDS = 366 * 24 * 3600  # timers are datetimes: a year is far beyond any sane delay or timeout
 PARAMETER_TYPES = ("string", "integer", "number", "boolean", "array", "object")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 def _task_list(value: Any) -> Any:
@@ -62,9 +63,9 @@ class ParameterSpec(_Model):
 
 class RetrySpec(_Model):
     count: int = Field(ge=0)
-    delay: float = Field(default=0, ge=0)
+    delay: float = Field(default=0, ge=0, le=MAX_SECONDS)
     backoff: Literal["constant", "linear", "exponential"] = "constant"
-    max_delay: float | None = Field(default=None, ge=0)
+    max_delay: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
     when: str | bool | None = None
 
     _when = field_validator("when", mode="before")(_condition)
@@ -74,10 +75,10 @@ class RetrySpec(_Model):
         if self.backoff == "linear":
             delay = self.delay * retry_number
         elif self.backoff == "exponential":
-            delay = self.delay * 2 ** (retry_number - 1)
+            delay = self.delay * 2 ** min(retry_number - 1, 64)
         else:
             delay = self.delay
-        return min(delay, self.max_delay) if self.max_delay is not None else delay
+        return min(delay, MAX_SECONDS if self.max_delay is None else self.max_delay)
 
 
 class TransitionSpec(_Model):
@@ -122,8 +123,8 @@ class TaskSpec(_Model):
     concurrency: int | str | None = None
     batch_size: int = Field(default=1, ge=1)
     retry: RetrySpec | None = None
-    timeout: float | None = Field(default=None, gt=0)
-    delay: float | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    delay: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
     queue: str | None = None
     when: str | bool | None = None
     description: str | None = None
@@ -160,7 +161,7 @@ class WorkflowSpec(_Model):
     vars: dict[str, Any] = Field(default_factory=dict)
     tasks: list[TaskSpec] = Field(min_length=1)
     output_map: dict[str, Any] = Field(default_factory=dict)
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
     @field_validator("version", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -110,15 +111,41 @@ def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
 
     for name, param in spec.parameters.items():
         path = ("parameters", name)
+        if param.items is not None:
+            reason = schema_problem({"type": "array", "items": param.items})
+            if reason:
+                problems.append(at(path + ("items",), f"parameter '{name}': bad items schema: {reason}"))
+                continue
         if param.default is not None:
             for error in Draft202012Validator(param.json_schema()).iter_errors(param.default):
                 problems.append(at(path + ("default",), f"parameter '{name}': default {error.message}"))
-        if param.items is not None:
-            try:
-                Draft202012Validator.check_schema({"type": "array", "items": param.items})
-            except Exception as exc:  # jsonschema's SchemaError carries a readable message
-                problems.append(at(path + ("items",), f"parameter '{name}': bad items schema: {getattr(exc, 'message', exc)}"))
     return problems
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why a JSON schema cannot be used (bad shape, unknown type, bad pattern, a $ref that
+    leads nowhere), or None. Only local `#/...` references are allowed: nothing is fetched."""
+    try:
+        Draft202012Validator.check_schema(schema)
+        if '"$ref"' in json.dumps(schema) and not _local_refs_only(schema):
+            return "only local $ref ('#/...') is allowed"
+        validator = Draft202012Validator(schema, format_checker=None)
+        for probe in ([], [None], [""], [0], [{}]):
+            list(validator.iter_errors(probe))
+    except Exception as exc:  # jsonschema and re raise many kinds; all mean "unusable"
+        return str(getattr(exc, "message", exc)).splitlines()[0]
+    return None
+
+
+def _local_refs_only(value: Any) -> bool:
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
+            return False
+        return all(_local_refs_only(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_local_refs_only(v) for v in value)
+    return True
 
 
 def _template_fields(spec: WorkflowSpec, indexes: list[int]) -> list[tuple[tuple[Any, ...], Any]]:

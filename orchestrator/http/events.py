@@ -29,7 +29,7 @@ async def summary_events(read: Callable[[], dict[str, Any] | None],
     while True:
         summary = await asyncio.to_thread(read)
         if summary is None:
-            yield sse({"detail": "run not found"}, "error")
+            yield sse({"detail": "run not found"}, "gone")
             return
         text = json.dumps(summary, default=str, sort_keys=True)
         if text != last:

@@ -31,7 +31,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             self._lock: threading.RLock | None = threading.RLock()
         else:
-            self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+            # No pre-ping (a round trip per checkout on the hot path): connections are recycled
+            # hourly, and a step that meets a dropped connection fails and is retried.
+            self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_recycle=3600)
             event.listen(self.engine, "connect", _postgres_session)
             self._lock = None
 

@@ -103,6 +103,9 @@ class RunStore:
     def remove_outbox(self, conn: Connection, outbox_id: int) -> None:
         conn.execute(delete(OUTBOX).where(OUTBOX.c.id == outbox_id))
 
+    def remove_outbox_many(self, conn: Connection, ids: list[int]) -> None:
+        conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(ids)))
+
     def stale_outbox(self, conn: Connection, older_than: float, limit: int = 100) -> list[Any]:
         """Rows a process left behind (it died between commit and publish), locked for this
         transaction; other reconcilers skip them."""

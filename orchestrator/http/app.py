@@ -1,0 +1,48 @@
+"""The HTTP service: `create_app(token)` builds the FastAPI app with the JSON API (/api, OpenAPI
+at /api/openapi.json), the web view (/, /runs/{id}) and Prometheus metrics (/metrics).
+
+    uvicorn --factory orchestrator.http.app:create_app     # or: orchestrator serve
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
+
+from .. import __version__
+from .auth import TokenAuth, configured_token
+from .metrics import metrics_text
+from .routes import build_routers
+from .web import build_web_router
+
+log = logging.getLogger("orchestrator.http")
+
+
+def create_app(token: str | None = None) -> FastAPI:
+    """The app; `token` (else ORCHESTRATOR_API_TOKEN) makes every /api request and /metrics
+    need `Authorization: Bearer <token>`."""
+    token = configured_token(token)
+    app = FastAPI(title="Celery Orchestrator", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None, description="Start, follow and operate workflow runs.")
+    for router in build_routers(token):
+        app.include_router(router)
+    app.include_router(build_web_router(token))
+
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(TokenAuth(token))])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(TokenAuth(token))])
+    def metrics() -> Response:
+        return Response(metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        log.warning("database unavailable: %s", first)
+        return JSONResponse({"detail": f"cannot use the database: {first}"}, status_code=503)
+
+    return app

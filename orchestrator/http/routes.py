@@ -1,0 +1,177 @@
+"""The JSON API under /api: workflows, runs, operations, the live feed and the task graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+
+from ..api import RunHandle, register, submit
+from ..engine.errors import ParametersInvalid, WorkflowInvalid
+from ..registry import WorkflowNotFound, looks_like_yaml
+from ..runtime import supervisor
+from .auth import TokenAuth
+from .events import summary_events
+from .metrics import STATUSES
+from .queries import registered_workflows, run_graph
+
+NOT_FOUND = {404: {"description": "No run with this id"}}
+
+
+class RegisterBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    yaml: str | None = Field(None, description="The workflow definition as YAML text.")
+    path: str | None = Field(None, description="A workflow file on the server.")
+
+
+class StartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workflow: str = Field(description="A registered name, a file path on the server, or YAML text.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RerunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_tasks: list[str] = Field(default_factory=list, alias="from", description="Tasks to rerun from.")
+
+
+class RespondBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str
+    data: Any = Field(description="The answer to the task's `core.ask`.")
+
+
+def invalid(exc: Exception) -> JSONResponse:
+    """422 with the problems as one-line messages (never a traceback)."""
+    lines = exc.lines() if isinstance(exc, WorkflowInvalid) else [str(exc)]
+    return JSONResponse({"detail": "\n".join(lines), "errors": lines}, status_code=422)
+
+
+def build_routers(token: str | None) -> list[APIRouter]:
+    """The API's routes; the live feed also takes `?token=` (EventSource cannot set headers)."""
+    router = APIRouter(prefix="/api", dependencies=[Depends(TokenAuth(token))])
+    feed = APIRouter(prefix="/api", dependencies=[Depends(TokenAuth(token, query=True))])
+
+    @router.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        with supervisor().db.reading() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "database": "ok"}
+
+    @router.post("/workflows", status_code=201, tags=["workflows"])
+    def register_workflow(body: RegisterBody) -> Any:
+        if (body.yaml is None) == (body.path is None):
+            return invalid(ValueError("give exactly one of `yaml` (the definition) or `path` (a file)"))
+        if body.yaml is not None and not looks_like_yaml(body.yaml):
+            return invalid(ValueError("yaml: not a workflow definition (expected YAML text with `tasks`)"))
+        try:
+            return {"name": register(body.yaml if body.yaml is not None else body.path)}
+        except (WorkflowInvalid, WorkflowNotFound) as exc:
+            return invalid(exc)
+
+    @router.get("/workflows", tags=["workflows"])
+    def list_workflows() -> list[dict[str, Any]]:
+        with supervisor().db.reading() as conn:
+            return registered_workflows(conn)
+
+    @router.post("/runs", status_code=201, tags=["runs"])
+    def start(body: StartBody) -> Any:
+        try:
+            return {"id": submit(body.workflow, body.params).id}
+        except (WorkflowInvalid, WorkflowNotFound, ParametersInvalid) as exc:
+            return invalid(exc)
+
+    @router.get("/runs", tags=["runs"])
+    def list_runs(status: str | None = Query(None, description="Only runs in this status."),
+                  limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+        if status and status not in STATUSES:
+            raise HTTPException(422, f"status must be one of {', '.join(STATUSES)}")
+        sup = supervisor()
+        with sup.db.reading() as conn:
+            return sup.store.list_runs(conn, status or None, limit)
+
+    @router.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND)
+    def run_summary(run_id: str) -> dict[str, Any]:
+        return _summary(run_id)
+
+    @router.get("/runs/{run_id}/graph", tags=["runs"], responses=NOT_FOUND)
+    def graph(run_id: str) -> dict[str, Any]:
+        with supervisor().db.reading() as conn:
+            found = run_graph(conn, run_id)
+        if found is None:
+            raise HTTPException(404, f"no run with id {run_id}")
+        return found
+
+    for name in ("pause", "resume", "cancel"):
+        router.add_api_route(f"/runs/{{run_id}}/{name}", _simple_operation(name), methods=["POST"],
+                             tags=["operations"], name=name, summary=f"{name.capitalize()} a run")
+
+    @router.post("/runs/{run_id}/rerun", tags=["operations"])
+    def rerun(run_id: str, body: RerunBody | None = None) -> Any:
+        return operate(run_id, "rerun", from_tasks=(body.from_tasks if body else []))
+
+    @router.post("/runs/{run_id}/respond", tags=["operations"])
+    def respond(run_id: str, body: RespondBody) -> Any:
+        return operate(run_id, "respond", body.task, body.data)
+
+    @feed.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND,
+              response_class=StreamingResponse, summary="Server-sent events: the summary on each change")
+    def events(run_id: str) -> StreamingResponse:
+        _summary(run_id)  # 404 before the stream starts
+        return StreamingResponse(summary_events(lambda: _summary_or_none(run_id)), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return [router, feed]
+
+
+def _summary_or_none(run_id: str) -> dict[str, Any] | None:
+    try:
+        return RunHandle(run_id).summary()
+    except LookupError:
+        return None
+
+
+def _summary(run_id: str) -> dict[str, Any]:
+    summary = _summary_or_none(run_id)
+    if summary is None:
+        raise HTTPException(404, f"no run with id {run_id}")
+    return summary
+
+
+def _simple_operation(name: str):
+    def operation(run_id: str) -> Any:
+        return operate(run_id, name)
+
+    operation.__name__ = name
+    return operation
+
+
+def operate(run_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call RunHandle(run_id).<name>(...): unknown run 404, illegal in this state 409, rejected
+    input 422, an operation this version does not have 501."""
+    handle = RunHandle(run_id)
+    try:
+        handle.status()
+        result = getattr(handle, name)(*args, **kwargs)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc).strip('"\'') or f"no run with id {run_id}") from None
+    except (AttributeError, NotImplementedError):
+        raise HTTPException(501, f"the {name} operation is not available in this version") from None
+    except (ParametersInvalid, WorkflowInvalid) as exc:
+        return invalid(exc)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"id": run_id, "operation": name, "status": handle.status(), "result": _plain(result)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, RunHandle):
+        return {"id": value.id}
+    try:
+        return jsonable_encoder(value)
+    except Exception:  # noqa: BLE001 - whatever an operation returns, the response stays JSON
+        return repr(value)

@@ -1,0 +1,1 @@
+"""Static assets of the web view (served by orchestrator.http.web via importlib.resources)."""
