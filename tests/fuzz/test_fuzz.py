@@ -2,12 +2,10 @@
 templates. Every case must end in a clear validation error or a correct run, never a traceback or a
 hung run.
 
-How known bugs are handled: each bug found by this fuzzing has a deterministic reproducer below,
-marked ``xfail(strict=True)`` (see the ``test_bug_*`` tests). The property tests recognise exactly
-those failure signatures (``KNOWN_BUGS``), record them as a Hypothesis event and stop checking that
-example, so the fuzzing stays green while the bug is open and keeps searching for new ones. When a
-bug is fixed its xfail test XPASSes (strict: the suite fails): remove the xfail mark and the entry
-from ``KNOWN_BUGS`` together.
+Bugs this fuzzing found have a deterministic reproducer each (the ``test_bug_*`` tests); all are
+fixed. The property tests still recognise their failure signatures (``KNOWN_BUGS``) and fail with
+the bug's name if one comes back. A new bug gets a strict-xfail reproducer and an entry there
+while it is open (``known`` then records a Hypothesis event instead of failing).
 """
 
 from __future__ import annotations
@@ -53,7 +51,7 @@ FUZZ = {"deadline": None, "database": None, "derandomize": False,
         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]}
 
 
-# Known bugs: each has a strict-xfail reproducer (test_bug_*) below -----------------------------
+# Bugs found by fuzzing, all fixed: each has a reproducer (test_bug_*) below ------------------------------------
 
 KNOWN_BUGS = {
     "A": "YAML reader errors (control characters) render as two lines",
@@ -149,7 +147,8 @@ def exception_bug(exc: BaseException) -> str | None:
 
 
 def known(bug: str) -> None:
-    event(f"known bug {bug}: {KNOWN_BUGS[bug]}")
+    """Every bug listed was fixed; its signature showing up again is a regression."""
+    pytest.fail(f"fixed bug {bug} is back: {KNOWN_BUGS[bug]}")
 
 
 # Checks shared by the tests ---------------------------------------------------------------------
