@@ -91,7 +91,10 @@ class RunStore:
         Connections carry a lock_timeout (database.py), so a stuck holder cannot wedge workers."""
         stmt = select(RUNS).where(RUNS.c.id == run_id)
         if conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
+            # The variables come along in the same round trip (the lock covers the run row only).
+            variables = (select(func.jsonb_object_agg(VARIABLES.c.name, VARIABLES.c.value))
+                         .where(VARIABLES.c.run_id == RUNS.c.id).scalar_subquery())
+            stmt = select(RUNS, variables.label("variables")).where(RUNS.c.id == run_id).with_for_update(of=RUNS)
         return conn.execute(stmt).first()
 
     # Outbox ---------------------------------------------------------------------------------
@@ -116,8 +119,12 @@ class RunStore:
         return conn.execute(stmt).all()
 
     def load_state(self, conn: Connection, run: Any) -> WorkflowState:
-        variables = dict(conn.execute(select(VARIABLES.c.name, VARIABLES.c.value)
-                                      .where(VARIABLES.c.run_id == run.id)).all())
+        """The run's state with its variables (already fetched by lock_run on PostgreSQL)."""
+        if "variables" in run._fields:
+            variables = run.variables or {}
+        else:
+            variables = dict(conn.execute(select(VARIABLES.c.name, VARIABLES.c.value)
+                                          .where(VARIABLES.c.run_id == run.id)).all())
         return state_from_dict(run.state, variables)
 
     def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: Iterable[Command],

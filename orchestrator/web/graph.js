@@ -4,7 +4,7 @@
 
 const Graph = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 176, H = 54, GAP_X = 28, GAP_Y = 58, PAD = 20, LOOP_MARGIN = 70, MAX_NODES = 150;
+  const W = 176, H = 54, GAP_X = 28, GAP_Y = 58, PAD = 20, LOOP_MARGIN = 160, MAX_NODES = 150;
 
   function svg(tag, attrs, ...children) {
     const node = document.createElementNS(NS, tag);
@@ -99,7 +99,11 @@ const Graph = (() => {
     for (const e of edges) {
       const a = at.get(e.source), b = at.get(e.target);
       let d, mid;
-      if (back.has(key(e.source, e.target))) {
+      if (e.source === e.target) {  // a task that leads to itself: a loop on its right side
+        const [x, y] = [a.x + W, a.y];
+        d = `M${x},${y + H / 3} C${x + 46},${y - 12} ${x + 46},${y + H + 12} ${x},${y + 2 * H / 3}`;
+        mid = {x: x + 40, y: y - 6};
+      } else if (back.has(key(e.source, e.target))) {
         const bend = Math.max(a.x, b.x) + W + 30 + 12 * (loops++ % 4);
         d = `M${a.x + W},${a.y + H / 2} C${bend},${a.y + H / 2} ${bend},${b.y + H / 2} ${b.x + W},${b.y + H / 2}`;
         mid = {x: bend - 6, y: (a.y + b.y + H) / 2};

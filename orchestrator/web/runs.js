@@ -11,8 +11,8 @@
   function row(run) {
     const link = Orch.el("a", {href: Orch.withToken("/runs/" + encodeURIComponent(run.id))}, run.id);
     return Orch.el("tr", {"data-run": run.id},
-      Orch.el("td", {}, link), Orch.el("td", {}, run.workflow), Orch.el("td", {}, Orch.badge(run.status)),
-      Orch.el("td", {}, Orch.when(run.created_at)), Orch.el("td", {}, Orch.when(run.finished_at)),
+      Orch.el("td", {class: "id"}, link), Orch.el("td", {}, run.workflow), Orch.el("td", {}, Orch.badge(run.status)),
+      Orch.el("td", {class: "time"}, Orch.when(run.created_at)), Orch.el("td", {class: "time"}, Orch.when(run.finished_at)),
       Orch.el("td", {class: "error"}, (run.error || "").slice(0, 200)));
   }
 
