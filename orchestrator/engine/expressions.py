@@ -27,15 +27,51 @@ def _length(value: Any) -> int:
 
 MAX_POWER_DIGITS = 10_000      # `**` results beyond this many digits are refused
 MAX_REPEAT = 10_000_000        # `'x' * n` / `[..] * n` beyond this many elements are refused
+_WIDTHS = re.compile(r"(?:%[-+ #0]*|\{[^{}]*:[^{}\d]*)(\d+)")
+
+
+def _too_wide(template: str) -> bool:
+    return any(int(width) > MAX_REPEAT for width in _WIDTHS.findall(template))
+
+
+def _check_widths(args: tuple, kwargs: dict) -> None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEAT:
+            raise SecurityError(f"a width of {value} is too large")
+
+
+def _bounded(filter_function: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_widths(args[1:], kwargs)
+        if filter_function.__name__ == "do_format" and args and isinstance(args[0], str) and _too_wide(args[0]):
+            raise SecurityError("a format width that large is not allowed")
+        return filter_function(*args, **kwargs)
+    return bounded
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox, with `*` and `**` checked at run time (no constant folding at compile time,
     which would let `{{ 10 ** 100000000 }}` hang validation)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """String padding/formatting with absurd widths would allocate gigabytes first."""
+        if isinstance(getattr(__obj, "__self__", None), str):
+            _check_widths(args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and getattr(value, "__name__", "") in ("format", "format_map") and _too_wide(owner):
+            raise SecurityError("a format width that large is not allowed")
+        return super().wrap_str_format(value)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%":
+            if isinstance(left, str) and _too_wide(left):
+                raise SecurityError("a format width that large is not allowed")
+            return left % right
         if operator == "**":
             if (isinstance(left, (int, float)) and isinstance(right, (int, float)) and abs(left) > 1
                     and right * math.log10(abs(left)) > MAX_POWER_DIGITS):
@@ -55,6 +91,8 @@ class Evaluator:
         self.env = _Sandbox(undefined=StrictUndefined, autoescape=False, optimized=False)
         self.env.globals["length"] = _length
         self.env.filters["length"] = _length
+        for name in ("center", "format", "indent", "wordwrap", "truncate"):
+            self.env.filters[name] = _bounded(self.env.filters[name])
         self._cache: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 
     @staticmethod
@@ -153,6 +191,10 @@ def _plain(value: Any) -> Any:
     """
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a JSON number")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 10_000:
+        raise ValueError("an integer with over 3,000 digits is not kept as data")
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, dict):
