@@ -27,6 +27,7 @@ from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .orquesta.formats import conductor_for, resolve_params
 from .engine.validate import Workflow
 from .registry import WorkflowNotFound, compile_workflow
+from .secrets import Redactor
 from .store import Database, RunStore
 from .store.runs import TERMINAL, StoredItems, iso, utcnow
 
@@ -85,7 +86,7 @@ class Supervisor:
         self.db = db
         self.canvas = canvas
         self.settings = settings
-        self.store = RunStore()
+        self.store = RunStore(Redactor(settings.config))
         self.find_workflow = find_workflow or (lambda name: None)
         self._workflow_by_definition = lru_cache(maxsize=256)(self._load_definition)
         self._carried_out = _PendingIds(self.flush_carried_out, interval=min(2.0, settings.outbox_grace / 5))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from workers.app import app
 
 from .runner import FAILED, TIMED_OUT, envelope, run_action
+from .secrets import Redactor
 
 log = logging.getLogger("orchestrator.tasks")
 
@@ -38,7 +40,16 @@ def action(call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:  # the supervisor task retries with backoff
             log.warning("applying %s inline failed (%s); handing it to the supervisor queue", call.get("task"), exc)
             supervise.apply_async((outcome,), queue=settings().supervisor_queue)
+        # What Celery logs and Flower shows: secrets masked (the run got the real outcome).
+        return _redactor().data(outcome)
     return outcome
+
+
+@lru_cache(maxsize=1)
+def _redactor() -> Redactor:
+    from .config import settings
+
+    return Redactor(settings().config)
 
 
 @app.task(name="orchestrator.supervise", ignore_result=True, **DURABLE)

@@ -17,6 +17,7 @@ from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionSt
                                SetTimer, StatusChanged, VariablesSet)
 from ..engine.state import ItemStore, WorkflowState
 from ..orquesta.formats import state_from_dict
+from ..secrets import Redactor
 from .models import Outbox, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
@@ -43,7 +44,11 @@ def iso(value: datetime | None) -> str | None:
 
 
 class RunStore:
-    """Row-level operations; stateless, so one instance serves every connection."""
+    """Row-level operations; stateless but for the redactor, so one instance serves every
+    connection. Results, errors and outputs are stored with secrets masked (secrets.py)."""
+
+    def __init__(self, redactor: Redactor | None = None):
+        self.redact = redactor or Redactor({})
 
     # Definitions ----------------------------------------------------------------------------
 
@@ -145,8 +150,8 @@ class RunStore:
                     new_rows = []
                 conn.execute(update(TASKS).where(and_(TASKS.c.run_id == run_id, TASKS.c.seq == command.seq,
                                                       TASKS.c.attempt == command.attempt))
-                             .values(status=command.status, result=command.result, error=command.error,
-                                     finished_at=now))
+                             .values(status=command.status, result=self.redact.data(command.result),
+                                     error=self.redact.text(command.error), finished_at=now))
             elif isinstance(command, VariablesSet):
                 self._upsert_variables(conn, run_id, command.values)
             elif isinstance(command, SetTimer):
@@ -158,8 +163,8 @@ class RunStore:
                 if command.status == "running":  # a rerun reopens a finished run
                     run_values.update(finished_at=None, error=None, output=None)
             elif isinstance(command, RunFinished):
-                run_values.update(status=command.status, output=command.output, error=command.error,
-                                  finished_at=now)
+                run_values.update(status=command.status, output=self.redact.data(command.output),
+                                  error=self.redact.text(command.error), finished_at=now)
                 conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id))
         if new_rows:
             conn.execute(insert(TASKS), new_rows)
@@ -175,7 +180,7 @@ class RunStore:
                                              for i, v in enumerate(command.values)])
             elif isinstance(command, ItemEnded):
                 ended.append(dict(b_seq=command.seq, b_idx=command.item, status=command.status,
-                                  result=command.result))
+                                  result=command.result))  # read back by the conductor: kept whole
         if ended:
             conn.execute(update(ITEMS).where(ITEMS.c.run_id == run_id, ITEMS.c.seq == bindparam("b_seq"),
                                              ITEMS.c.idx == bindparam("b_idx")), ended)

@@ -217,3 +217,48 @@ def test_queue_routing(orchestrator_env, tmp_path):
         dedicated.stop()
     assert summary["status"] == "succeeded"
     assert "routed" in dedicated.text() and "routed" not in general.text().split("ready.", 1)[-1]
+
+
+def test_timeout_inside_a_sub_workflow_fails_the_calling_task(worker):
+    """examples/workflow-timeout.yaml times out after 1 s; as a child its failure is the task's."""
+    summary = submit(flow("""
+        version: "1.0"
+        tasks:
+          - name: child
+            action: workflow-timeout
+            next: [{when: "{{ failed() }}", publish: [{why: "{{ result() }}"}]}]
+        output_map: {why: "{{ workflow.why }}"}
+    """)).wait(30)
+    assert summary["status"] == "succeeded", summary
+    assert summary["tasks"][0]["status"] == "failed"
+    assert "sub-workflow 'workflow-timeout'" in summary["output"]["why"]
+    assert "workflow timed out after 1 s" in summary["output"]["why"]
+
+
+def test_secrets_from_config_are_masked_in_what_is_stored(orchestrator_env, tmp_path, monkeypatch):
+    from tests.runtime.conftest import WorkerProcess, _reset_process
+
+    config = '{"secrets": {"token": "tok-9f8e7d6c"}, "region": "eu"}'
+    monkeypatch.setenv("ORCHESTRATOR_CONFIG", config)
+    _reset_process()
+    process = WorkerProcess({**orchestrator_env, "ORCHESTRATOR_CONFIG": config}, tmp_path / "w.log").wait_ready()
+    try:
+        summary = submit(flow("""
+            version: "1.0"
+            tasks:
+              - name: call
+                action: core.echo
+                input: {message: "Bearer {{ config.secrets.token }} in {{ config.region }}"}
+                next:
+                  - when: "{{ result() == 'Bearer ' ~ config.secrets.token ~ ' in eu' }}"
+                    publish: [{header: "{{ result() }}"}]
+                    do: use
+              - {name: use, action: core.echo, input: {message: "{{ workflow.header }}"}}
+            output_map: {header: "{{ workflow.header }}"}
+        """)).wait(30)
+    finally:
+        process.stop()
+    assert summary["status"] == "succeeded"  # the workflow saw the real value
+    assert [t["result"] for t in summary["tasks"]] == ["Bearer *** in eu", "Bearer *** in eu"]
+    assert summary["output"] == {"header": "Bearer *** in eu"}
+    assert "tok-9f8e7d6c" not in process.text()
