@@ -33,7 +33,7 @@ def configure(app: Celery, conf: Settings) -> None:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,  # a late task-sent event would overwrite the readable name in Flower
         worker_hijack_root_logger=False,
         task_default_queue=conf.default_queue,
         task_routes={

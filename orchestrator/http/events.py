@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Hashable
 
 from ..store.runs import TERMINAL
 
@@ -18,29 +18,33 @@ def sse(data: Any, event: str = "summary") -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def summary_events(read: Callable[[], dict[str, Any] | None],
+async def summary_events(version: Callable[[], Hashable | None], read: Callable[[], dict[str, Any] | None],
                          poll: float = POLL_SECONDS, limit: float = MAX_SECONDS) -> AsyncIterator[str]:
-    """Poll `read` (blocking, so in a thread) and yield the summary whenever it differs from the
-    last one sent; stop when the run is terminal or gone, or after `limit` s. A client that left
-    is noticed by the server at the next write (a change or the periodic keep-alive)."""
+    """Poll the run's cheap `version` (blocking calls, so in a thread); when it moved, `read` the
+    summary and send it if it differs from the last one sent. Stop when the run is terminal or
+    gone, or after `limit` s. A client that left is noticed at the next write (a change or the
+    periodic keep-alive)."""
     deadline = time.monotonic() + limit
-    last, last_sent_at = None, time.monotonic()
+    seen, last, last_sent_at = None, None, time.monotonic()
     yield "retry: 2000\n\n"
     while True:
-        summary = await asyncio.to_thread(read)
-        if summary is None:
+        current = await asyncio.to_thread(version)
+        summary = await asyncio.to_thread(read) if current is not None and current != seen else None
+        if current is None or (current != seen and summary is None):
             yield sse({"detail": "run not found"}, "gone")
             return
-        text = json.dumps(summary, default=str, sort_keys=True)
-        if text != last:
-            last, last_sent_at = text, time.monotonic()
-            yield f"event: summary\ndata: {text}\n\n"
-        elif time.monotonic() - last_sent_at > KEEPALIVE_SECONDS:
+        if summary is not None:
+            seen = current
+            text = json.dumps(summary, default=str, sort_keys=True)
+            if text != last:
+                last, last_sent_at = text, time.monotonic()
+                yield f"event: summary\ndata: {text}\n\n"
+            if summary["status"] in TERMINAL:
+                yield sse({"status": summary["status"]}, "end")
+                return
+        if time.monotonic() - last_sent_at > KEEPALIVE_SECONDS:
             last_sent_at = time.monotonic()
             yield ": keep-alive\n\n"
-        if summary["status"] in TERMINAL:
-            yield sse({"status": summary["status"]}, "end")
-            return
         if time.monotonic() >= deadline:
             yield sse({"detail": f"stream ended after {limit:.0f} s; reconnect to follow"}, "timeout")
             return

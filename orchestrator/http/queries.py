@@ -27,6 +27,13 @@ def registered_workflows(conn: Connection) -> list[dict[str, Any]]:
     return [{"name": r.name, "created_at": iso(r.created_at), "versions": r.versions} for r in conn.execute(stmt)]
 
 
+def run_version(conn: Connection, run_id: str) -> tuple[str, Any] | None:
+    """(status, updated_at): every step that changes a run or its task rows moves it; None when
+    there is no such run. Cheap to poll, unlike the summary."""
+    row = conn.execute(select(RUNS.c.status, RUNS.c.updated_at).where(RUNS.c.id == run_id)).first()
+    return None if row is None else (row.status, row.updated_at)
+
+
 def run_graph(conn: Connection, run_id: str) -> dict[str, Any] | None:
     """The task graph of the definition a run ran: {"kind", "workflow", "nodes", "edges"};
     None when there is no such run. kind is "graph", "orquesta", or "none" (no definition)."""

@@ -17,7 +17,7 @@ from ..runtime import supervisor
 from .auth import TokenAuth
 from .events import summary_events
 from .metrics import STATUSES
-from .queries import registered_workflows, run_graph
+from .queries import registered_workflows, run_graph, run_version
 
 NOT_FOUND = {404: {"description": "No run with this id"}}
 
@@ -121,11 +121,18 @@ def build_routers(token: str | None) -> list[APIRouter]:
     @feed.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND,
               response_class=StreamingResponse, summary="Server-sent events: the summary on each change")
     def events(run_id: str) -> StreamingResponse:
-        _summary(run_id)  # 404 before the stream starts
-        return StreamingResponse(summary_events(lambda: _summary_or_none(run_id)), media_type="text/event-stream",
+        if _version(run_id) is None:  # 404 before the stream starts
+            raise HTTPException(404, f"no run with id {run_id}")
+        return StreamingResponse(summary_events(lambda: _version(run_id), lambda: _summary_or_none(run_id)),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return [router, feed]
+
+
+def _version(run_id: str) -> Any:
+    with supervisor().db.reading() as conn:
+        return run_version(conn, run_id)
 
 
 def _summary_or_none(run_id: str) -> dict[str, Any] | None:

@@ -81,6 +81,7 @@ def test_flower_lists_each_action_with_its_name_and_run_id(worker, flower):
     found = wait_for_tasks(flower, run.id, len(ACTIONS), timeout=15)
     by_name = {t["name"]: t for t in found}
     expected = {f"hello.{task}:{action}" for task, action in ACTIONS.items()}
-    assert expected <= set(by_name), sorted(by_name)
+    assert expected <= set(by_name), [{k: t.get(k) for k in ("name", "kwargs", "sent", "received", "started")}
+                                      for t in found]
     for name in expected:
         assert f"'workflow_id': '{run.id}'" in by_name[name]["kwargs"], by_name[name]
