@@ -6,6 +6,7 @@ that path back to the 1-based line and column in the file, so every problem name
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,5 +153,8 @@ class _Builder:
             return None
         if not isinstance(value, JSON_SCALARS):
             self._problem(node, f"a {type(value).__name__} value is not allowed here (workflow data must be JSON)")
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self._problem(node, f"{node.value} is not allowed here (workflow data must be JSON: finite numbers)")
             return None
         return value
