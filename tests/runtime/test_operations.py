@@ -61,10 +61,13 @@ def test_cancel_revokes_and_ends_canceled(worker, orchestrator_env):
 
 
 def test_pause_and_cancel_cascade_into_a_sub_workflow(worker, orchestrator_env):
+    from orchestrator import register
+
+    register(SLOW_ITEMS.replace('version: "1.0"', 'version: "1.0"\nname: slow-child', 1))
     run = submit(textwrap.dedent("""
         version: "1.0"
         tasks:
-          - {name: child, action: with-items, next: [{do: after}]}
+          - {name: child, action: slow-child, next: [{do: after}]}
           - {name: after, action: core.noop}
     """))
     time.sleep(0.5)
