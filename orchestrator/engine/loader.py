@@ -46,6 +46,12 @@ class Positions:
 
 def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     """Parse one YAML document into plain data plus the positions of its nodes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line, column = _place(text, exc.start)
+        raise WorkflowInvalid(source, [Problem(f"not valid text: {exc.reason} at character {exc.start}",
+                                               line, column)]) from None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -52,6 +52,8 @@ MAX_CALLS = 5000
 # FUZZ_SCALE=20 multiplies every example count, for a longer campaign than the ~40 s default.
 SCALE = max(1, int(os.environ.get("FUZZ_SCALE", "1")))
 LONG = pytest.mark.timeout(120 * SCALE)  # pytest-timeout's 120 s per test, scaled with the campaign
+# Python warns while compiling Jinja's code for templates like "{{ 1[0] }}"; they are then errors at run time.
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")
 FUZZ = {"deadline": None, "database": None, "derandomize": False,
         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]}
 
@@ -78,6 +80,7 @@ KNOWN_BUGS = {
     "S": "width formatting ('%999999999d' % 1, center, format) builds strings far beyond the engine's size cap",
     "T": "the width/size caps are bypassed: '%*d', nested '{:{}}', '%(k)Ns', precision, join with a huge separator",
     "U": "YAML .nan/.inf literals in vars, input, output_map or publish pass validation: non-JSON numbers in a run",
+    "V": "a lone surrogate in the workflow text raises UnicodeEncodeError from load_workflow (HTTP API: 500)",
 }
 OPEN_BUGS = {"T"}  # still open: reproducers marked xfail(strict=True)
 
@@ -139,6 +142,8 @@ def exception_bug(exc: BaseException) -> str | None:
     text = str(exc)
     if raised_in(exc, "orchestrator/engine/expressions.py", "compile"):
         return "E"
+    if isinstance(exc, UnicodeEncodeError) and raised_in(exc, "orchestrator/engine/loader.py", "load_yaml"):
+        return "V"
     if isinstance(exc, RecursionError):
         return "C"
     if isinstance(exc, yaml.constructor.ConstructorError) and "for merging" in text:
@@ -1247,3 +1252,7 @@ def test_bug_u_non_finite_yaml_numbers_are_refused(field):
     report = rehearse(workflow, {})
     for value in (report.state.vars, report.output, *(call.input for call in report.calls)):
         assert_json(value)
+
+
+def test_bug_v_lone_surrogate_is_a_clean_error():
+    assert_clean_lines(lines_of('\ud800version: "1.0"\ntasks: [{name: a, action: core.echo}]\n'))
