@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-REQUIRED_SERVICES = {"redis", "postgres", "migrate", "worker-1", "worker-2", "flower"}
+REQUIRED_SERVICES = {"redis", "postgres", "migrate", "worker-1", "worker-2", "flower", "api"}
 ORCHESTRATOR_SERVICES = ("migrate", "worker-1", "worker-2", "flower")
 EXPECTED_ENV = {
     "ORCHESTRATOR_BROKER_URL": "redis://redis:6379/0",
