@@ -4,7 +4,6 @@ Both formats load here: ours, and Orquesta's native one (`tasks` as a mapping)."
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -83,6 +82,3 @@ def find_in_folders(name: str, folders: tuple[str, ...]) -> Path | None:
 def looks_like_yaml(ref: str) -> bool:
     return "\n" in ref and "tasks" in ref
 
-
-def checksum(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -213,11 +213,6 @@ class RunStore:
         conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "name"],
                                                 set_={"value": stmt.excluded.value}))
 
-    def fail_run(self, conn: Connection, run_id: str, error: str) -> None:
-        now = utcnow()
-        conn.execute(update(RUNS).where(RUNS.c.id == run_id)
-                     .values(status="failed", error=error, finished_at=now, updated_at=now))
-
     # Reading --------------------------------------------------------------------------------
 
     def status(self, conn: Connection, run_id: str) -> str | None:
@@ -258,9 +253,6 @@ class RunStore:
     def active_children(self, conn: Connection, run_id: str) -> list[str]:
         return list(conn.execute(select(RUNS.c.id).where(RUNS.c.parent_run_id == run_id,
                                                          RUNS.c.status.not_in(TERMINAL))).scalars())
-
-    def count_executions(self, conn: Connection, run_id: str) -> int:
-        return conn.execute(select(func.count()).select_from(TASKS).where(TASKS.c.run_id == run_id)).scalar_one()
 
 
 class StoredItems(ItemStore):

@@ -8,7 +8,6 @@ executions are exactly the expected sequence (a re-run action is the same execut
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
