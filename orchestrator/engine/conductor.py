@@ -23,6 +23,7 @@ from .expressions import Evaluator
 from .graph import TaskNode, Transition
 from .state import (CANCELED, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution,
                     ItemStore, WorkflowState)
+from .operations import Operations
 from .validate import Workflow
 
 DEFAULT_EXECUTION_LIMIT = 10_000
@@ -71,7 +72,9 @@ class _Step:
     changed_vars: dict[str, Any] = field(default_factory=dict)
 
 
-class Conductor:
+class Conductor(Operations):
+    _new_step = staticmethod(lambda: _Step())
+
     def __init__(self, workflow: Workflow, run: RunInfo, evaluator: Evaluator | None = None,
                  items: ItemStore | None = None):
         self.workflow = workflow
@@ -205,115 +208,6 @@ class Conductor:
         if state.status != RUNNING:
             state.status = RUNNING  # a paused run that times out still ends (failed)
         state.failure = f"workflow timed out after {self.workflow.spec.timeout:g} s"
-
-    # Operations -----------------------------------------------------------------------------
-
-    def _control(self, state: WorkflowState, action: str) -> list[Command]:
-        """pause: running calls finish, nothing new starts (pausing, then paused); resume: the
-        held-back work starts; cancel: running calls are revoked and the run ends canceled."""
-        step = _Step()
-        if action == "pause" and state.status == RUNNING:
-            state.status = PAUSING
-            step.commands.append(StatusChanged(PAUSING))
-        elif action == "resume" and state.paused:
-            state.status = RUNNING
-            state.paused_calls = []
-            step.commands.append(StatusChanged(RUNNING))
-            deferred, state.deferred = state.deferred, []
-            for entry in deferred:
-                if entry[0] == "request":
-                    step.queue.append(("request", entry[1], entry[2]))
-                else:
-                    self._relaunch(state, step, entry[1], entry[2], entry[3])
-        elif action == "cancel":
-            self._cancel(state, step, "canceled by request")
-            self._drain(state, step)
-            return step.commands
-        else:
-            return []
-        self._drain(state, step)
-        return step.commands
-
-    def _call_paused(self, state: WorkflowState, event: CallPaused) -> list[Command]:
-        entry = [event.seq, event.attempt, event.item]
-        if not state.paused or entry in state.paused_calls:
-            return []
-        state.paused_calls.append(entry)
-        step = _Step()
-        self._drain(state, step)
-        return step.commands or [StatusChanged(state.status)]
-
-    def _relaunch(self, state: WorkflowState, step: _Step, seq: int, attempt: int, item: int | None) -> None:
-        execution = state.active.get(seq)
-        if execution is None:
-            return
-        self._launch_or_fail(state, step, self.graph.nodes[execution.task], execution, attempt, item)
-
-    def _cancel(self, state: WorkflowState, step: _Step, reason: str) -> None:
-        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
-        for seq, execution in sorted(state.active.items()):
-            if execution.items is None:
-                if not execution.waiting and seq not in state.asks and (seq, execution.attempt, None) not in held:
-                    step.commands.append(Revoke(seq, execution.attempt))
-            else:
-                for index, attempt in sorted(execution.in_flight.items()):
-                    if (seq, attempt, index) not in held:
-                        step.commands.append(Revoke(seq, attempt, index))
-            step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None, reason))
-        state.active.clear()
-        state.asks.clear()
-        state.deferred = []
-        state.status = CANCELED
-        step.commands.append(RunFinished(CANCELED, None, reason))
-
-    def _respond(self, state: WorkflowState, event: Responded) -> list[Command]:
-        """Answer a core.ask task: the response, checked against its schema, is the result."""
-        for seq, ask in sorted(state.asks.items()):
-            if ask["task"] == event.task:
-                break
-        else:
-            raise ValueError(f"task '{event.task}' is not waiting for a response")
-        from jsonschema import Draft202012Validator
-
-        problems = [e.message for e in Draft202012Validator(ask.get("schema") or {}).iter_errors(event.data)]
-        if problems:
-            raise ValueError(f"response for task '{event.task}' does not match its schema: " + "; ".join(problems))
-        del state.asks[seq]
-        step = _Step()
-        step.queue.append(("ended", seq, SUCCEEDED, event.data, None))
-        self._drain(state, step)
-        return step.commands
-
-    def _rerun(self, state: WorkflowState, tasks: tuple[str, ...]) -> list[Command]:
-        """A failed run goes on from its failed tasks (or the named ones); what succeeded stays."""
-        if state.status != FAILED:
-            raise ValueError(f"only a failed run can be rerun (this one is {state.status})")
-        names = list(tasks) or sorted(name for name, info in state.tasks.items() if info["status"] in TASK_FAILURES)
-        unknown = [n for n in names if n not in self.graph.nodes]
-        if unknown or not names:
-            raise ValueError(f"cannot rerun {', '.join(unknown) or 'nothing'}: "
-                             f"{'no such task' if unknown else 'no task failed'}")
-        state.status = RUNNING
-        state.failure = None
-        state.joins = {}
-        step = _Step()
-        step.commands.append(StatusChanged(RUNNING))
-        for name in names:
-            self._start_task(state, step, self.graph.nodes[name])
-        self._drain(state, step)
-        return step.commands
-
-    def _calls_running(self, state: WorkflowState) -> int:
-        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
-        held |= {tuple(call) for call in state.paused_calls}
-        running = 0
-        for seq, execution in state.active.items():
-            if execution.items is None:
-                running += (not execution.waiting and seq not in state.asks
-                            and (seq, execution.attempt, None) not in held)
-            else:
-                running += sum((seq, a, i) not in held for i, a in execution.in_flight.items())
-        return running
 
     # The work loop ----------------------------------------------------------------------------
 

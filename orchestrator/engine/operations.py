@@ -1,0 +1,124 @@
+"""Operators' requests on a run, as the conductor applies them: pause, resume, cancel, rerun,
+answers to `core.ask`, and a sub-workflow's pause reaching its parent. A mixin of Conductor, kept
+apart so conductor.py holds the flow of tasks and this file the operations on it."""
+
+from __future__ import annotations
+
+
+from .commands import CallPaused, Command, ExecutionEnded, Responded, Revoke, RunFinished, StatusChanged
+from .state import CANCELED, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, WorkflowState
+
+
+if TYPE_CHECKING:
+    from .conductor import _Step
+
+
+class Operations:
+    """Requires the Conductor's `_drain`, `_start_task`, `_launch_or_fail`, `graph`, `_new_step`."""
+
+    def _control(self, state: WorkflowState, action: str) -> list[Command]:
+        """pause: running calls finish, nothing new starts (pausing, then paused); resume: the
+        held-back work starts; cancel: running calls are revoked and the run ends canceled."""
+        step = self._new_step()
+        if action == "pause" and state.status == RUNNING:
+            state.status = PAUSING
+            step.commands.append(StatusChanged(PAUSING))
+        elif action == "resume" and state.paused:
+            state.status = RUNNING
+            state.paused_calls = []
+            step.commands.append(StatusChanged(RUNNING))
+            deferred, state.deferred = state.deferred, []
+            for entry in deferred:
+                if entry[0] == "request":
+                    step.queue.append(("request", entry[1], entry[2]))
+                else:
+                    self._relaunch(state, step, entry[1], entry[2], entry[3])
+        elif action == "cancel":
+            self._cancel(state, step, "canceled by request")
+            self._drain(state, step)
+            return step.commands
+        else:
+            return []
+        self._drain(state, step)
+        return step.commands
+
+    def _call_paused(self, state: WorkflowState, event: CallPaused) -> list[Command]:
+        entry = [event.seq, event.attempt, event.item]
+        if not state.paused or entry in state.paused_calls:
+            return []
+        state.paused_calls.append(entry)
+        step = self._new_step()
+        self._drain(state, step)
+        return step.commands or [StatusChanged(state.status)]
+
+    def _relaunch(self, state: WorkflowState, step: _Step, seq: int, attempt: int, item: int | None) -> None:
+        execution = state.active.get(seq)
+        if execution is None:
+            return
+        self._launch_or_fail(state, step, self.graph.nodes[execution.task], execution, attempt, item)
+
+    def _cancel(self, state: WorkflowState, step: _Step, reason: str) -> None:
+        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
+        for seq, execution in sorted(state.active.items()):
+            if execution.items is None:
+                if not execution.waiting and seq not in state.asks and (seq, execution.attempt, None) not in held:
+                    step.commands.append(Revoke(seq, execution.attempt))
+            else:
+                for index, attempt in sorted(execution.in_flight.items()):
+                    if (seq, attempt, index) not in held:
+                        step.commands.append(Revoke(seq, attempt, index))
+            step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None, reason))
+        state.active.clear()
+        state.asks.clear()
+        state.deferred = []
+        state.status = CANCELED
+        step.commands.append(RunFinished(CANCELED, None, reason))
+
+    def _respond(self, state: WorkflowState, event: Responded) -> list[Command]:
+        """Answer a core.ask task: the response, checked against its schema, is the result."""
+        for seq, ask in sorted(state.asks.items()):
+            if ask["task"] == event.task:
+                break
+        else:
+            raise ValueError(f"task '{event.task}' is not waiting for a response")
+        from jsonschema import Draft202012Validator
+
+        problems = [e.message for e in Draft202012Validator(ask.get("schema") or {}).iter_errors(event.data)]
+        if problems:
+            raise ValueError(f"response for task '{event.task}' does not match its schema: " + "; ".join(problems))
+        del state.asks[seq]
+        step = self._new_step()
+        step.queue.append(("ended", seq, SUCCEEDED, event.data, None))
+        self._drain(state, step)
+        return step.commands
+
+    def _rerun(self, state: WorkflowState, tasks: tuple[str, ...]) -> list[Command]:
+        """A failed run goes on from its failed tasks (or the named ones); what succeeded stays."""
+        if state.status != FAILED:
+            raise ValueError(f"only a failed run can be rerun (this one is {state.status})")
+        names = list(tasks) or sorted(name for name, info in state.tasks.items() if info["status"] in TASK_FAILURES)
+        unknown = [n for n in names if n not in self.graph.nodes]
+        if unknown or not names:
+            raise ValueError(f"cannot rerun {', '.join(unknown) or 'nothing'}: "
+                             f"{'no such task' if unknown else 'no task failed'}")
+        state.status = RUNNING
+        state.failure = None
+        state.joins = {}
+        step = self._new_step()
+        step.commands.append(StatusChanged(RUNNING))
+        for name in names:
+            self._start_task(state, step, self.graph.nodes[name])
+        self._drain(state, step)
+        return step.commands
+
+    def _calls_running(self, state: WorkflowState) -> int:
+        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
+        held |= {tuple(call) for call in state.paused_calls}
+        running = 0
+        for seq, execution in state.active.items():
+            if execution.items is None:
+                running += (not execution.waiting and seq not in state.asks
+                            and (seq, execution.attempt, None) not in held)
+            else:
+                running += sum((seq, a, i) not in held for i, a in execution.in_flight.items())
+        return running
