@@ -4,6 +4,7 @@ apart so conductor.py holds the flow of tasks and this file the operations on it
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 from .commands import CallPaused, Command, ExecutionEnded, Responded, Revoke, RunFinished, StatusChanged
 from .state import CANCELED, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, WorkflowState
