@@ -77,8 +77,14 @@ class Canvas:
         self.app.signature("orchestrator.supervise", args=(envelope,), queue=self.supervisor_queue).apply_async()
 
     def revoke(self, run_id: str, call: Revoke) -> None:
-        """Best effort: its late envelope would be ignored anyway."""
-        self.app.control.revoke(call_id(run_id, call.seq, call.attempt, call.item))
+        """Best effort: its late envelope would be ignored anyway. A terminating revoke (cancel)
+        sends the running call SIGUSR1, which prefork turns into SoftTimeLimitExceeded inside the
+        action: it can clean up, and its envelope still reports that it stopped."""
+        task_id = call_id(run_id, call.seq, call.attempt, call.item)
+        if call.terminate:
+            self.app.control.revoke(task_id, terminate=True, signal="SIGUSR1")
+        else:
+            self.app.control.revoke(task_id)
 
     def trace(self, run_id: str, seq: int, attempt: int, item: int | None) -> str | dict[str, Any] | None:
         """What the worker left of a call: 'running', its envelope, or None (see runner.py)."""

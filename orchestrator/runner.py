@@ -76,7 +76,9 @@ def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_
     try:
         result = action(**payload)
     except SoftTimeLimitExceeded:
-        return envelope(call, TIMED_OUT, error=f"timed out after {call.get('timeout')} s")
+        if call.get("timeout"):
+            return envelope(call, TIMED_OUT, error=f"timed out after {call['timeout']} s")
+        return envelope(call, FAILED, error="interrupted (the call was revoked)")
     except TypeError as exc:
         return envelope(call, FAILED, error=f"bad input for {call['action']}: {exc}")
     except Exception as exc:  # the action's own failure, reported as data

@@ -138,11 +138,13 @@ class CancelTimer:
 
 @dataclass(frozen=True)
 class Revoke:
-    """Stop an action call that is no longer wanted (best effort: its late report is ignored)."""
+    """Stop an action call that is no longer wanted (best effort: its late report is ignored).
+    With `terminate`, a call already running is interrupted too (cancel), not only one not started."""
 
     seq: int
     attempt: int
     item: int | None = None
+    terminate: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ class VariablesSet:
 
 @dataclass(frozen=True)
 class StatusChanged:
-    """The run's status changed without finishing (pausing, paused, running again)."""
+    """The run's status changed without finishing (pausing, paused, canceling, running again)."""
 
     status: str
 

@@ -21,27 +21,14 @@ from .commands import (CallPaused, CancelTimer, Command, Control, Dispatch, Even
 from .errors import ExpressionError
 from .expressions import Evaluator
 from .graph import TaskNode, Transition
-from .state import (CANCELED, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution,
+from .state import (CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution,
                     ItemStore, WorkflowState)
 from .operations import Operations
 from .validate import Workflow
 
 DEFAULT_EXECUTION_LIMIT = 10_000
 
-WORKFLOW_TIMER = "workflow"
-DISPATCH = "dispatch"   # a delayed dispatch (task `delay`, retry backoff) is due
-DEADLINE = "deadline"   # an attempt's timeout (plus grace) has passed
-LEASE = "lease"         # an attempt without timeout has not reported for a while: is it lost?
-WATCHES = (DEADLINE, LEASE)
-
-
-def timer_key(kind: str, seq: int, attempt: int, item: int | None) -> str:
-    return f"{kind}:{seq}:{attempt}:{'-' if item is None else item}"
-
-
-def parse_timer_key(key: str) -> tuple[str, int, int, int | None]:
-    kind, seq, attempt, item = key.split(":")
-    return kind, int(seq), int(attempt), None if item == "-" else int(item)
+from .timers import DEADLINE, DISPATCH, LEASE, WATCHES, WORKFLOW_TIMER, parse_timer_key, timer_key  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -113,6 +100,8 @@ class Conductor(Operations):
         one command; [] means the event changed nothing (stale or duplicate)."""
         if isinstance(event, Rerun):
             return self._rerun(state, event.tasks)
+        if state.status == CANCELING:
+            return self._while_canceling(state, event)
         if state.status not in (RUNNING, PAUSING, PAUSED):
             return []
         if isinstance(event, Control):

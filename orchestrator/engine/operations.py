@@ -4,10 +4,12 @@ apart so conductor.py holds the flow of tasks and this file the operations on it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .commands import CallPaused, Command, ExecutionEnded, Responded, Revoke, RunFinished, StatusChanged
-from .state import CANCELED, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, WorkflowState
+from .commands import (CallPaused, CancelTimer, Command, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
+                       RunFinished, SetTimer, StatusChanged, TaskEnded, TimerFired)
+from .state import CANCELED, CANCELING, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, WorkflowState
+from .timers import CANCEL_CHECK, DEADLINE, LEASE, WATCHES, parse_timer_key, timer_key
 
 
 if TYPE_CHECKING:
@@ -15,7 +17,8 @@ if TYPE_CHECKING:
 
 
 class Operations:
-    """Requires the Conductor's `_drain`, `_start_task`, `_launch_or_fail`, `graph`, `_new_step`."""
+    """Requires the Conductor's `_drain`, `_start_task`, `_launch_or_fail`, `_in_flight`, `graph`, `run`,
+    `_new_step`."""
 
     def _control(self, state: WorkflowState, action: str) -> list[Command]:
         """pause: running calls finish, nothing new starts (pausing, then paused); resume: the
@@ -59,21 +62,86 @@ class Operations:
         self._launch_or_fail(state, step, self.graph.nodes[execution.task], execution, attempt, item)
 
     def _cancel(self, state: WorkflowState, step: _Step, reason: str) -> None:
-        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
+        """Running calls are revoked (interrupted where the worker pool allows it); the run stays
+        `canceling` until each has reported or is found never to have started, then `canceled`.
+        Executions with nothing running (delayed, held back, waiting for a response) end now."""
+        held = self._held(state)
+        state.failure = reason
         for seq, execution in sorted(state.active.items()):
             if execution.items is None:
-                if not execution.waiting and seq not in state.asks and (seq, execution.attempt, None) not in held:
-                    step.commands.append(Revoke(seq, execution.attempt))
+                running = {None: execution.attempt} if (not execution.waiting and seq not in state.asks
+                                                         and (seq, execution.attempt, None) not in held) else {}
             else:
-                for index, attempt in sorted(execution.in_flight.items()):
-                    if (seq, attempt, index) not in held:
-                        step.commands.append(Revoke(seq, attempt, index))
-            step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None, reason))
-        state.active.clear()
+                running = {i: a for i, a in execution.in_flight.items() if (seq, a, i) not in held}
+            for item, attempt in sorted(running.items(), key=lambda pair: -1 if pair[0] is None else pair[0]):
+                step.commands.append(Revoke(seq, attempt, item, terminate=True))
+                if self.run.lease:  # look for it soon: a revoked call that never started never reports
+                    step.commands.append(SetTimer(timer_key(LEASE, seq, attempt, item), CANCEL_CHECK))
+            if running:
+                execution.waiting = []
+                if execution.items is not None:
+                    execution.in_flight = dict(running)
+            else:
+                del state.active[seq]
+                step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None, reason))
         state.asks.clear()
         state.deferred = []
-        state.status = CANCELED
-        step.commands.append(RunFinished(CANCELED, None, reason))
+        state.paused_calls = []
+        state.status = CANCELING
+        step.commands.append(StatusChanged(CANCELING))
+        self._maybe_canceled(state, step)
+
+    def _while_canceling(self, state: WorkflowState, event: Event) -> list[Command]:
+        """Only the calls still running matter now: each one's report (or proof that it never
+        started) ends its execution without transitions; the last one ends the run."""
+        if isinstance(event, TimerFired):
+            if event.key.split(":", 1)[0] not in WATCHES:
+                return []
+            _, seq, attempt, item = parse_timer_key(event.key)
+            outcome: tuple[str, Any, str | None] | None = None
+            if event.running is False:
+                outcome = (CANCELED, None, "it never started")
+        elif isinstance(event, TaskEnded):
+            seq, attempt, item = event.seq, event.attempt, event.item
+            outcome = (event.status, event.result, event.error)
+        else:
+            return []
+        execution = state.active.get(seq)
+        if execution is None or not self._in_flight(execution, attempt, item):
+            return []
+        step = self._new_step()
+        if outcome is None:  # still running, or the worker cannot tell: look again later
+            step.commands.append(SetTimer(event.key, CANCEL_CHECK))
+            return step.commands
+        status, result, error = outcome
+        step.commands.append(CancelTimer(timer_key(LEASE, seq, attempt, item)))
+        step.commands.append(CancelTimer(timer_key(DEADLINE, seq, attempt, item)))
+        if status != SUCCEEDED:  # interrupted by the revoke, or failed on its own: either way canceled
+            status, result, error = CANCELED, None, f"{state.failure} ({error})" if error else state.failure
+        if item is None:
+            del state.active[seq]
+            step.commands.append(ExecutionEnded(seq, execution.task, attempt, status, result, error))
+        else:
+            del execution.in_flight[item]
+            step.commands.append(ItemEnded(seq, item, status, result if status == SUCCEEDED else error))
+            if not execution.in_flight:
+                del state.active[seq]
+                step.commands.append(ExecutionEnded(seq, execution.task, execution.attempt, CANCELED, None,
+                                                    state.failure))
+        self._maybe_canceled(state, step)
+        return step.commands
+
+    @staticmethod
+    def _maybe_canceled(state: WorkflowState, step: _Step) -> None:
+        if not state.active:
+            state.status = CANCELED
+            step.commands.append(RunFinished(CANCELED, None, state.failure))
+
+    @staticmethod
+    def _held(state: WorkflowState) -> set[tuple[int, int, int | None]]:
+        """Calls that are not running: launches held back by a pause, and paused child runs."""
+        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
+        return held | {tuple(call) for call in state.paused_calls}
 
     def _respond(self, state: WorkflowState, event: Responded) -> list[Command]:
         """Answer a core.ask task: the response, checked against its schema, is the result."""
@@ -113,8 +181,7 @@ class Operations:
         return step.commands
 
     def _calls_running(self, state: WorkflowState) -> int:
-        held = {(e[1], e[2], e[3]) for e in state.deferred if e[0] == "launch"}
-        held |= {tuple(call) for call in state.paused_calls}
+        held = self._held(state)
         running = 0
         for seq, execution in state.active.items():
             if execution.items is None:

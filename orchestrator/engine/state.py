@@ -17,6 +17,7 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 TIMED_OUT = "timed_out"
 SKIPPED = "skipped"
+CANCELING = "canceling"
 CANCELED = "canceled"
 
 TASK_FAILURES = frozenset({FAILED, TIMED_OUT})

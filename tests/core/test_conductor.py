@@ -667,15 +667,55 @@ def test_pause_during_with_items_holds_the_window():
     assert [(c.task, c.item) for c in resumed] == [("b", 1)]
 
 
-def test_cancel_revokes_running_calls_and_ends_canceled():
-    from orchestrator.engine.commands import Control, Revoke, RunFinished
+def test_cancel_is_canceling_until_the_revoked_calls_report():
+    from orchestrator.engine.commands import Control, ExecutionEnded, ItemEnded, Revoke, RunFinished, StatusChanged
     conductor = Conductor(wf(OPS), RunInfo("r", {}))
     state, _ = conductor.start()
     conductor.apply(state, TaskEnded(1, 1, "succeeded"))
     result = conductor.apply(state, Control("cancel"))
-    assert Revoke(2, 1, 0) in result and Revoke(3, 1) in result
-    assert result[-1] == RunFinished("canceled", None, "canceled by request")
-    assert conductor.apply(state, TaskEnded(3, 1, "succeeded")) == []
+    assert Revoke(2, 1, 0, terminate=True) in result and Revoke(3, 1, terminate=True) in result
+    assert result[-1] == StatusChanged("canceling") and state.status == "canceling"
+    assert conductor.apply(state, Control("pause")) == [] and conductor.apply(state, Control("cancel")) == []
+    # c completed before the revoke reached it: its result is kept, nothing follows it
+    done_c = conductor.apply(state, TaskEnded(3, 1, "succeeded", "c-out"))
+    assert ExecutionEnded(3, "c", 1, "succeeded", "c-out", None) in done_c and not _calls(done_c)
+    assert state.status == "canceling"
+    # b's running item was interrupted: the item and the execution end canceled, and so does the run
+    done_b = conductor.apply(state, TaskEnded(2, 1, "failed", error="interrupted (the call was revoked)", item=0))
+    assert ItemEnded(2, 0, "canceled", "canceled by request (interrupted (the call was revoked))") in done_b
+    assert ExecutionEnded(2, "b", 1, "canceled", None, "canceled by request") in done_b
+    assert done_b[-1] == RunFinished("canceled", None, "canceled by request") and state.status == "canceled"
+    assert conductor.apply(state, TaskEnded(2, 1, "succeeded", item=1)) == []
+
+
+def test_cancel_with_nothing_running_ends_at_once():
+    from orchestrator.engine.commands import Control, ExecutionEnded, RunFinished, StatusChanged
+    conductor = Conductor(wf(OPS), RunInfo("r", {}))
+    state, _ = conductor.start()
+    conductor.apply(state, Control("pause"))
+    conductor.apply(state, TaskEnded(1, 1, "succeeded"))  # paused: b and c are held back, a is done
+    assert state.status == "paused"
+    result = conductor.apply(state, Control("cancel"))
+    assert not [c for c in result if type(c).__name__ == "Revoke"]
+    assert result[-2:] == [StatusChanged("canceling"), RunFinished("canceled", None, "canceled by request")]
+
+
+def test_a_revoked_call_that_never_started_is_found_by_its_check_timer():
+    from orchestrator.engine.commands import Control, ExecutionEnded, RunFinished, SetTimer, TimerFired
+    from orchestrator.engine.timers import CANCEL_CHECK
+    conductor = Conductor(wf("""
+    version: "1.0"
+    tasks:
+      - {name: a, action: x}
+    """), RunInfo("r", {}, lease=600))
+    state, _ = conductor.start()
+    canceled = conductor.apply(state, Control("cancel"))
+    assert SetTimer("lease:1:1:-", CANCEL_CHECK) in canceled
+    # still running: look again later
+    assert conductor.apply(state, TimerFired("lease:1:1:-", running=True)) == [SetTimer("lease:1:1:-", CANCEL_CHECK)]
+    gone = conductor.apply(state, TimerFired("lease:1:1:-", running=False))
+    assert ExecutionEnded(1, "a", 1, "canceled", None, "canceled by request (it never started)") in gone
+    assert gone[-1] == RunFinished("canceled", None, "canceled by request")
 
 
 def test_rerun_from_failed_tasks_keeps_what_succeeded():

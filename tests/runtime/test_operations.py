@@ -50,14 +50,30 @@ def test_pause_and_resume_during_with_items(worker, orchestrator_env):
     assert summary["status"] == "succeeded" and summary["output"] == {"after": "done"}
 
 
-def test_cancel_revokes_and_ends_canceled(worker, orchestrator_env):
-    run = submit(SLOW_ITEMS)
-    time.sleep(0.3)
-    run.cancel()
-    summary = run.wait(10)
-    assert summary["status"] == "canceled"
+def test_cancel_interrupts_running_actions_canceling_then_canceled(worker, orchestrator_env):
+    run = submit(SLOW_ITEMS.replace("seconds: 0.6", "seconds: 60"))
+    deadline = time.monotonic() + 10
+    while not run.summary()["tasks"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the two items in the window are sleeping in the worker
+    began = time.monotonic()
+    result = cli("cancel", run.id, env=orchestrator_env)
+    assert result.returncode == 0, result.stderr
+    assert run.status() in ("canceling", "canceled")
+    summary = run.wait(20)
+    assert time.monotonic() - began < 15, "the sleeping actions were not interrupted"
+    assert summary["status"] == "canceled" and summary["error"] == "canceled by request"
     assert summary["tasks"][0]["status"] == "canceled"
     assert "after" not in [t["name"] for t in summary["tasks"]]
+    from orchestrator.runtime import supervisor
+    from orchestrator.store.models import TaskItem
+    from sqlalchemy import select
+
+    items = TaskItem.__table__
+    with supervisor().db.reading() as conn:
+        ended = conn.execute(select(items.c.idx, items.c.status).where(items.c.run_id == run.id)
+                             .where(items.c.status.is_not(None)).order_by(items.c.idx)).all()
+    assert [tuple(row) for row in ended] == [(0, "canceled"), (1, "canceled")]
 
 
 def test_pause_and_cancel_cascade_into_a_sub_workflow(worker, orchestrator_env):
