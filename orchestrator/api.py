@@ -110,7 +110,8 @@ class RunHandle:
         supervisor().control(self.id, "resume")
 
     def cancel(self) -> None:
-        """Revoke running actions and end the run `canceled` (cascades to sub-workflows)."""
+        """Interrupt running actions: `canceling` until they have stopped, then `canceled`
+        (cascades to sub-workflows)."""
         supervisor().control(self.id, "cancel")
 
     def rerun(self, from_tasks: list[str] | None = None) -> None:
@@ -121,6 +122,15 @@ class RunHandle:
     def respond(self, task: str, data: Any) -> None:
         """Answer a `core.ask` task; ValueError when it is not waiting or the data does not fit."""
         supervisor().respond(self.id, task, data)
+
+    def events(self, after: int = 0) -> list[dict[str, Any]]:
+        """The run's lifecycle events (lifecycle.py) with id > `after`, oldest first: each has
+        id, at, kind (e.g. `task.failed`), task, seq, attempt and message."""
+        sup = supervisor()
+        with sup.db.reading() as conn:
+            if not sup.store.run_exists(conn, self.id):
+                raise LookupError(f"no run with id {self.id}")
+            return sup.store.events(conn, self.id, after)
 
     def done(self) -> bool:
         return self.status() in TERMINAL

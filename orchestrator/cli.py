@@ -26,7 +26,8 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "running": "yellow",
-                "skipped": "dim", "canceled": "magenta", "requested": "cyan"}
+                "started": "yellow", "skipped": "dim", "canceled": "magenta", "canceling": "magenta",
+                "pausing": "blue", "paused": "blue", "requested": "cyan"}
 
 
 class Usage(Exception):
@@ -152,7 +153,7 @@ def resume(run_id: str = typer.Argument(...)) -> None:
 
 @app.command()
 def cancel(run_id: str = typer.Argument(...)) -> None:
-    """Cancel a run: running actions are revoked, the run ends canceled."""
+    """Cancel a run: running actions are interrupted (canceling), then the run ends canceled."""
     _operate(run_id, "cancel")
 
 
@@ -172,6 +173,43 @@ def respond(run_id: str = typer.Argument(...), task: str = typer.Argument(...),
     except json.JSONDecodeError as exc:
         raise Usage(f"--data: not valid JSON: {exc}") from None
     _operate(run_id, "respond", task, value)
+
+
+@app.command()
+def logs(run_id: str = typer.Argument(...),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing events until the run ends."),
+         as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
+    """A run's lifecycle events: started, paused, each task's start and end, and how it ended."""
+    from .api import RunHandle
+    from .store.runs import TERMINAL
+
+    handle, last = RunHandle(run_id), 0
+    while True:
+        try:
+            events = handle.events(last)
+        except LookupError as exc:
+            raise Usage(str(exc)) from None
+        for event in events:
+            last = event["id"]
+            if as_json:
+                print(json.dumps(event, default=str), flush=True)
+            else:
+                out.print(_event_line(event), highlight=False, soft_wrap=True)
+        if not follow or (not events and handle.status() in TERMINAL):
+            return
+        if not events:
+            time.sleep(0.2)
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    from rich.markup import escape
+
+    scope, status = event["kind"].split(".", 1)
+    what = "workflow" if scope == "workflow" else escape(event["task"] or "?")
+    if scope == "task" and (event["attempt"] or 1) > 1 and status != "started":
+        what += f" (attempt {event['attempt']})"
+    line = f"[dim]{escape((event['at'] or '')[:23].replace('T', ' '))}[/]  {what:<24} {_styled(status)}"
+    return line + (f"  {escape(event['message'])}" if event["message"] else "")
 
 
 @app.command("list")

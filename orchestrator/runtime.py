@@ -12,6 +12,7 @@ from celery.worker import WorkController
 from .canvas import Canvas
 from .config import settings
 from .engine.validate import Workflow
+from .events import EventPublisher
 from .registry import compile_workflow, find_in_folders, load_file
 from .store import database
 from .supervisor import Supervisor
@@ -30,7 +31,10 @@ def supervisor() -> Supervisor:
     conf = settings()
     db = database(conf.effective_database_url)
     db.ensure_schema(migrate=db.is_sqlite)  # the embedded SQLite file migrates itself
-    return Supervisor(db, Canvas(celery_app(), conf.supervisor_queue, single_queue=conf.embedded), conf, find_workflow)
+    app = celery_app()
+    # An in-memory broker has nobody else to listen: no events to send there.
+    events = EventPublisher(app, enabled=conf.send_events and not conf.embedded)
+    return Supervisor(db, Canvas(app, conf.supervisor_queue, single_queue=conf.embedded), conf, find_workflow, events)
 
 
 def find_workflow(name: str) -> Workflow | None:

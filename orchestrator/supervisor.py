@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
@@ -22,7 +22,9 @@ from .engine.commands import (CallPaused, Control, Dispatch, StatusChanged, Even
                               from_data, to_data)
 from .engine.conductor import WATCHES, parse_timer_key
 from .engine.conductor import RunInfo
+from .events import EventPublisher
 from .faults import crash_point
+from .lifecycle import LifecycleEvent
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .orquesta.formats import conductor_for, resolve_params
 from .engine.validate import Workflow
@@ -42,6 +44,7 @@ class _Outcome:
     workflow: str
     commands: list[Any]
     parent: dict[str, Any] | None = None
+    events: list[LifecycleEvent] = field(default_factory=list)
 
 
 class _PendingIds:
@@ -82,9 +85,11 @@ def child_run_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
 
 class Supervisor:
     def __init__(self, db: Database, canvas: Canvas, settings: Settings,
-                 find_workflow: Callable[[str], Workflow | None] | None = None):
+                 find_workflow: Callable[[str], Workflow | None] | None = None,
+                 events: EventPublisher | None = None):
         self.db = db
         self.canvas = canvas
+        self.events = events
         self.settings = settings
         self.store = RunStore(Redactor(settings.config))
         self.find_workflow = find_workflow or (lambda name: None)
@@ -106,8 +111,8 @@ class Supervisor:
                 return run_id
             conductor = conductor_for(workflow, self._run_info(run_id, resolved, iso(now)))
             state, commands = conductor.start()
-            self.store.write_step(conn, run_id, state, commands, started_at=now)
-            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            logged = self.store.write_step(conn, run_id, state, commands, started_at=now)
+            outcome = _Outcome(run_id, workflow.name, commands, parent, logged)
             outbox_id = self._record(conn, outcome)
         self._finish(outcome, outbox_id)
         return run_id
@@ -116,7 +121,8 @@ class Supervisor:
         """A start that cannot run (unknown workflow, bad parameters) still leaves a failed run,
         so whoever holds its id can see why."""
         with self.db.transaction() as conn:
-            self.store.create_run(conn, run_id, workflow, None, params or {}, status="failed", error=error)
+            if self.store.create_run(conn, run_id, workflow, None, params or {}, status="failed", error=error):
+                self.store.record_events(conn, run_id, [LifecycleEvent("workflow.failed", message=error)])
 
     # Events ---------------------------------------------------------------------------------
 
@@ -224,12 +230,12 @@ class Supervisor:
                     commands.extend(conductor.apply(state, event))
             if not commands:
                 return  # stale or duplicate: nothing changes
-            self.store.write_step(conn, run_id, state, commands)
+            logged = self.store.write_step(conn, run_id, state, commands)
             parent = None
             if run.parent_run_id:
                 parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
                           "item": run.parent_item}
-            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            outcome = _Outcome(run_id, workflow.name, commands, parent, logged)
             outbox_id = self._record(conn, outcome)
         self._finish(outcome, outbox_id)
 
@@ -249,6 +255,8 @@ class Supervisor:
         self._carry_out(outcome)
         if outbox_id is not None:
             self._carried_out.add(outbox_id)
+        if self.events is not None:
+            self.events.publish(outcome.run_id, outcome.workflow, outcome.events)
 
     def _forget_carried_out(self, conn: Any) -> None:
         """Delete the outbox rows this process has carried out, inside a transaction it opens

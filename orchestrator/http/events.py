@@ -1,4 +1,5 @@
-"""Server-sent events: a run's summary each time it changes, until the run ends."""
+"""Server-sent events: a run's summary each time it changes, and each lifecycle event (`event:
+lifecycle`, the rows `orchestrator logs` prints) as it is recorded, until the run ends."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ def sse(data: Any, event: str = "summary") -> str:
 
 
 async def summary_events(version: Callable[[], Hashable | None], read: Callable[[], dict[str, Any] | None],
-                         poll: float = POLL_SECONDS, limit: float = MAX_SECONDS) -> AsyncIterator[str]:
+                         poll: float = POLL_SECONDS, limit: float = MAX_SECONDS,
+                         read_events: Callable[[int], list[dict[str, Any]]] | None = None) -> AsyncIterator[str]:
     """Poll the run's cheap `version` (blocking calls, so in a thread); when it moved, `read` the
     summary and send it if it differs from the last one sent. Stop when the run is terminal or
     gone, or after `limit` s. A client that left is noticed at the next write (a change or the
     periodic keep-alive)."""
     deadline = time.monotonic() + limit
-    seen, last, last_sent_at = None, None, time.monotonic()
+    seen, last, last_sent_at, last_event = None, None, time.monotonic(), 0
     yield "retry: 2000\n\n"
     while True:
         current = await asyncio.to_thread(version)
@@ -33,6 +35,10 @@ async def summary_events(version: Callable[[], Hashable | None], read: Callable[
         if current is None or (current != seen and summary is None):
             yield sse({"detail": "run not found"}, "gone")
             return
+        if summary is not None and read_events is not None:
+            for event in await asyncio.to_thread(read_events, last_event):
+                last_event = event["id"]
+                yield sse(event, "lifecycle")
         if summary is not None:
             seen = current
             text = json.dumps(summary, default=str, sort_keys=True)

@@ -118,12 +118,21 @@ def build_routers(token: str | None) -> list[APIRouter]:
     def respond(run_id: str, body: RespondBody) -> Any:
         return operate(run_id, "respond", body.task, body.data)
 
-    @feed.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND,
-              response_class=StreamingResponse, summary="Server-sent events: the summary on each change")
+    @router.get("/runs/{run_id}/log", tags=["runs"], responses=NOT_FOUND,
+                summary="The run's lifecycle events, oldest first (poll with `after`)")
+    def log(run_id: str, after: int = Query(0, ge=0, description="Only events with a greater id.")) -> list[dict[str, Any]]:
+        try:
+            return RunHandle(run_id).events(after)
+        except LookupError:
+            raise HTTPException(404, f"no run with id {run_id}") from None
+
+    @feed.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND, response_class=StreamingResponse,
+              summary="Server-sent events: the summary on each change, and each lifecycle event")
     def events(run_id: str) -> StreamingResponse:
         if _version(run_id) is None:  # 404 before the stream starts
             raise HTTPException(404, f"no run with id {run_id}")
-        return StreamingResponse(summary_events(lambda: _version(run_id), lambda: _summary_or_none(run_id)),
+        return StreamingResponse(summary_events(lambda: _version(run_id), lambda: _summary_or_none(run_id),
+                                                read_events=lambda after: _events_or_empty(run_id, after)),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -140,6 +149,13 @@ def _summary_or_none(run_id: str) -> dict[str, Any] | None:
         return RunHandle(run_id).summary()
     except LookupError:
         return None
+
+
+def _events_or_empty(run_id: str, after: int) -> list[dict[str, Any]]:
+    try:
+        return RunHandle(run_id).events(after)
+    except LookupError:
+        return []
 
 
 def _summary(run_id: str) -> dict[str, Any]:

@@ -118,6 +118,23 @@ class TaskItem(Base):
     result: Mapped[Any] = mapped_column(JSONType, nullable=True)
 
 
+class RunEvent(Base):
+    """A run's lifecycle events (lifecycle.py), written in the step that caused them: `orchestrator
+    logs` and the HTTP feed read them in order."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run_id_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class Outbox(Base):
     """What a committed step still has to publish (calls, child runs, reports to a parent run).
     Written in the step's transaction and deleted once carried out; the periodic tick carries

@@ -18,7 +18,8 @@ from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionSt
 from ..engine.state import ItemStore, WorkflowState
 from ..orquesta.formats import state_from_dict
 from ..secrets import Redactor
-from .models import Outbox, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
+from ..lifecycle import LifecycleEvent, lifecycle_events
+from .models import Outbox, RunEvent, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
 TASKS = TaskExecution.__table__
@@ -27,6 +28,7 @@ DEFINITIONS = WorkflowDefinition.__table__
 TIMERS = Timer.__table__
 ITEMS = TaskItem.__table__
 OUTBOX = Outbox.__table__
+EVENTS = RunEvent.__table__
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -132,9 +134,10 @@ class RunStore:
                                           .where(VARIABLES.c.run_id == run.id)).all())
         return state_from_dict(run.state, variables)
 
-    def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: Iterable[Command],
-                   started_at: datetime | None = None) -> None:
-        """Persist one conductor step: execution rows, changed variables and the run row."""
+    def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: list[Command],
+                   started_at: datetime | None = None) -> list[LifecycleEvent]:
+        """Persist one conductor step: execution rows, changed variables, the run row and the
+        step's lifecycle events (returned, for publishing after commit)."""
         now = started_at or utcnow()
         run_values: dict[str, Any] = {"state": state.to_dict(), "updated_at": now}
         if started_at is not None:
@@ -170,6 +173,24 @@ class RunStore:
             conn.execute(insert(TASKS), new_rows)
         self._write_items(conn, run_id, commands)
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+        events = lifecycle_events(commands, started=started_at is not None)
+        self.record_events(conn, run_id, events, now)
+        return events
+
+    def record_events(self, conn: Connection, run_id: str, events: list[LifecycleEvent],
+                      at: datetime | None = None) -> None:
+        if events:
+            at = at or utcnow()
+            conn.execute(insert(EVENTS), [dict(run_id=run_id, at=at, kind=e.kind, task=e.task, seq=e.seq,
+                                               attempt=e.attempt, message=self.redact.text(e.message))
+                                          for e in events])
+
+    def events(self, conn: Connection, run_id: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The run's lifecycle events with id > `after`, oldest first."""
+        rows = conn.execute(select(EVENTS).where(EVENTS.c.run_id == run_id, EVENTS.c.id > after)
+                            .order_by(EVENTS.c.id).limit(limit))
+        return [{"id": r.id, "at": iso(r.at), "kind": r.kind, "task": r.task, "seq": r.seq, "attempt": r.attempt,
+                 "message": r.message} for r in rows]
 
     def _write_items(self, conn: Connection, run_id: str, commands: Iterable[Command]) -> None:
         """Item rows in bulk: one multi-row insert per created list, one executemany of updates."""

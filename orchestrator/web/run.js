@@ -7,7 +7,7 @@
   const base = "/api/runs/" + encodeURIComponent(runId);
   const $ = (id) => document.getElementById(id);
   const feedState = $("feed-state"), opResponse = $("op-response"), pageError = $("page-error");
-  let view = null, summary = null, source = null, pollTimer = null;
+  let view = null, summary = null, source = null, pollTimer = null, lastEvent = 0;
 
   $("run-id").textContent = runId;
   $("back").setAttribute("href", Orch.withToken("/"));
@@ -36,6 +36,23 @@
       Orch.el("td", {}, task.name), Orch.el("td", {}, Orch.badge(task.status)), Orch.el("td", {}, task.attempts),
       Orch.el("td", {}, task.items === null ? "" : task.items), Orch.el("td", {}, Orch.when(task.started_at)),
       Orch.el("td", {}, Orch.duration(task.started_at, task.finished_at)), Orch.el("td", {}, detail));
+  }
+
+  // A lifecycle event (the rows of `orchestrator logs`); a reconnected stream repeats old ones.
+  function addEvent(event) {
+    if (event.id <= lastEvent) return;
+    lastEvent = event.id;
+    const [scope, status] = event.kind.split(".");
+    let what = scope === "workflow" ? "workflow" : event.task;
+    if (scope === "task" && event.attempt > 1 && status !== "started") what += " (attempt " + event.attempt + ")";
+    document.querySelector("#log tbody").append(Orch.el("tr", {"data-kind": event.kind},
+      Orch.el("td", {}, Orch.when(event.at)), Orch.el("td", {}, what), Orch.el("td", {}, Orch.badge(status)),
+      Orch.el("td", {}, event.message || "")));
+  }
+
+  async function loadLog() {
+    const response = await Orch.api("GET", base + "/log?after=" + lastEvent);
+    if (response.ok) response.data.forEach(addEvent);
   }
 
   function fail(message) {
@@ -70,6 +87,7 @@
     source = new EventSource(Orch.withToken(base + "/events"));
     feedState.textContent = "live";
     source.addEventListener("summary", (event) => render(JSON.parse(event.data)));
+    source.addEventListener("lifecycle", (event) => addEvent(JSON.parse(event.data)));
     source.addEventListener("end", stopFollowing);
     source.addEventListener("gone", () => { stopFollowing(); loadOnce(); });
     source.addEventListener("timeout", () => { stopFollowing(); follow(); });
@@ -83,6 +101,7 @@
     feedState.textContent = "polling";
     pollTimer = setInterval(async () => {
       const current = await loadOnce();
+      await loadLog();
       if (!current || Orch.TERMINAL.includes(current.status)) stopFollowing();
     }, 1000);
   }
@@ -113,6 +132,7 @@
     opResponse.className = "response " + (response.ok ? "ok" : "failed");
     const current = await loadOnce();
     if (current && !Orch.TERMINAL.includes(current.status) && !source && !pollTimer) follow();
+    else if (!source) loadLog();
   }
 
   for (const button of document.querySelectorAll("button[data-op]")) {
@@ -122,5 +142,6 @@
   loadOnce().then((first) => {
     loadGraph();
     if (first && !Orch.TERMINAL.includes(first.status)) follow();
+    else loadLog();
   });
 })();

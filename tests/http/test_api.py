@@ -152,6 +152,7 @@ def test_unknown_run_is_404_everywhere(client):
     assert client.get("/api/runs/nope").json() == {"detail": "no run with id nope"}
     assert client.get("/api/runs/nope/graph").status_code == 404
     assert client.get("/api/runs/nope/events").status_code == 404
+    assert client.get("/api/runs/nope/log").status_code == 404
     for op in ("pause", "resume", "cancel"):
         assert client.post(f"/api/runs/nope/{op}").status_code == 404
     assert client.post("/api/runs/nope/rerun", json={"from": ["a"]}).status_code == 404
@@ -232,8 +233,15 @@ def test_events_stream_summaries_until_the_run_ends(client, worker):
     assert events[-1] == ("end", {"status": "succeeded"})
     assert summaries[-1] == RunHandle(run_id).summary() and summaries[-1]["status"] == "succeeded"
     assert all(a != b for a, b in zip(summaries, summaries[1:]))  # only changes are sent
-    # A finished run: its final summary once, then the end.
-    assert [name for name, _ in read_events(client, f"/api/runs/{run_id}/events")] == ["summary", "end"]
+    lifecycle = [data for name, data in events if name == "lifecycle"]
+    log = client.get(f"/api/runs/{run_id}/log")
+    assert log.status_code == 200 and lifecycle == log.json()  # each recorded event, once, in order
+    assert [e["kind"] for e in lifecycle][::len(lifecycle) - 1] == ["workflow.started", "workflow.succeeded"]
+    assert [e["task"] for e in lifecycle if e["kind"] == "task.started"] == ["greet", "shout", "whisper", "summarise"]
+    assert client.get(f"/api/runs/{run_id}/log", params={"after": lifecycle[-2]["id"]}).json() == lifecycle[-1:]
+    # A finished run: its events, its final summary once, then the end.
+    again = [name for name, _ in read_events(client, f"/api/runs/{run_id}/events")]
+    assert again == ["lifecycle"] * len(lifecycle) + ["summary", "end"]
 
 
 def test_metrics_from_the_database_and_redis(client, worker, orchestrator_env):

@@ -111,6 +111,10 @@ def test_runs_list_to_run_page_with_live_graph_and_escaped_results(worker, live_
     assert "Hello, <b>Ada</b><img src=x>!" in text_of(browser, "#tasks")
     assert "HELLO, <B>ADA</B><IMG SRC=X>!" in text_of(browser, "#run-output")
     assert not browser.find_elements(By.CSS_SELECTOR, "main b, main img")
+    log = wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log tbody tr")) == 10
+                   and d.find_elements(By.CSS_SELECTOR, "#log tbody tr"), 10, "the log is not complete")
+    assert log[0].get_attribute("data-kind") == "workflow.started"
+    assert log[-1].get_attribute("data-kind") == "workflow.succeeded"
     browser.save_screenshot(str(tmp_path / "run.png"))
 
 
@@ -126,3 +130,8 @@ def test_cancel_a_long_run_from_its_page(worker, live_server, browser):
     assert f'"id": "{run_id}"' in text_of(browser, "#op-response")
     wait_for(browser, lambda d: text_of(d, "#run-status") == "canceled", 30, "the run did not end canceled")
     wait_for(browser, lambda d: "canceled" in text_of(d, "#tasks"), 10, "the task row is not canceled")
+    kinds = wait_for(browser, lambda d: [r.get_attribute("data-kind") for r in d.find_elements(
+        By.CSS_SELECTOR, "#log tbody tr")][-1:] == ["workflow.canceled"] and [
+        r.get_attribute("data-kind") for r in d.find_elements(By.CSS_SELECTOR, "#log tbody tr")],
+        10, "the log does not end with the cancel")
+    assert kinds == ["workflow.started", "task.started", "workflow.canceling", "task.canceled", "workflow.canceled"]

@@ -1,0 +1,44 @@
+"""Lifecycle events as Celery custom events, so `celery events`, Flower's event stream or any
+`app.events.Receiver` sees workflows start, pause and end next to Celery's own task events.
+
+Event types: `workflow-<status>` for the run (workflow-started, workflow-paused, workflow-succeeded,
+...) and `workflow-task-<status>` for its tasks (workflow-task-started, workflow-task-failed, ...).
+Fields: run_id, workflow, task, seq, attempt, message. Sent after the step committed; best effort
+(the durable record is the run_events table), and off with ORCHESTRATOR_SEND_EVENTS=0.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Iterable
+
+from celery import Celery
+
+from .lifecycle import LifecycleEvent
+
+log = logging.getLogger("orchestrator.events")
+
+
+def event_type(kind: str) -> str:
+    scope, status = kind.split(".", 1)
+    return f"workflow-{status}" if scope == "workflow" else f"workflow-task-{status}"
+
+
+class EventPublisher:
+    def __init__(self, app: Celery, enabled: bool = True):
+        self.app = app
+        self.enabled = enabled
+        self.hostname = f"orchestrator@{socket.gethostname()}"
+
+    def publish(self, run_id: str, workflow: str, events: Iterable[LifecycleEvent]) -> None:
+        events = list(events)
+        if not (self.enabled and events):
+            return
+        try:
+            with self.app.events.default_dispatcher(hostname=self.hostname) as dispatcher:
+                for event in events:
+                    dispatcher.send(event_type(event.kind), run_id=run_id, workflow=workflow, task=event.task,
+                                    seq=event.seq, attempt=event.attempt, message=event.message)
+        except Exception as exc:  # the run's own record is already committed
+            log.warning("could not send the events of run %s: %s", run_id, exc)

@@ -1,0 +1,122 @@
+"""Lifecycle events on the distributed runtime: recorded in PostgreSQL (read by `orchestrator logs`)
+and sent as Celery custom events (seen by a real event receiver on the broker)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+import time
+
+import pytest
+
+from orchestrator import submit
+
+from .test_cli import cli
+
+pytestmark = pytest.mark.runtime
+
+RETRY_THEN_FAIL = textwrap.dedent("""
+    version: "1.0"
+    tasks:
+      - {name: prepare, action: core.echo, input: {message: ready}, next: [{do: flaky}]}
+      - name: flaky
+        action: core.fail
+        input: {message: "still broken"}
+        retry: {count: 1, delay: 0}
+""")
+
+
+def test_logs_tell_the_story_of_a_run_with_a_retry(worker, orchestrator_env):
+    run = submit(RETRY_THEN_FAIL)
+    assert run.wait(30)["status"] == "failed"
+    result = cli("logs", run.id, "--json", env=orchestrator_env)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["kind"], e["task"], e["attempt"]) for e in events] == [
+        ("workflow.started", None, None),
+        ("task.started", "prepare", 1), ("task.succeeded", "prepare", 1),
+        ("task.started", "flaky", 1), ("task.failed", "flaky", 1),
+        ("task.started", "flaky", 2), ("task.failed", "flaky", 2),
+        ("workflow.failed", None, None)]
+    assert events[4]["message"] == "still broken" and "still broken" in events[-1]["message"]
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    text = cli("logs", run.id, env=orchestrator_env)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert len(lines) == 8 and "flaky (attempt 2)" in lines[6] and "failed" in lines[6]
+    missing = cli("logs", "no-such-run", env=orchestrator_env)
+    assert missing.returncode == 2 and "no run with id no-such-run" in missing.stderr
+
+
+def test_pause_resume_and_cancel_are_logged_in_order(worker, orchestrator_env):
+    run = submit(textwrap.dedent("""
+        version: "1.0"
+        tasks:
+          - {name: first, action: core.sleep, input: {seconds: 1}, next: [{do: second}]}
+          - {name: second, action: core.sleep, input: {seconds: 60}}
+    """))
+    time.sleep(0.3)
+    run.pause()
+    deadline = time.monotonic() + 20
+    while run.status() != "paused":
+        assert time.monotonic() < deadline, run.status()
+        time.sleep(0.05)
+    run.resume()
+    while not any(e["kind"] == "task.started" and e["task"] == "second" for e in run.events()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    run.cancel()
+    assert run.wait(20)["status"] == "canceled"
+    # `logs --follow` on a finished run prints everything and returns
+    followed = cli("logs", run.id, "--follow", "--json", env=orchestrator_env, timeout=30)
+    assert followed.returncode == 0, followed.stderr
+    kinds = [json.loads(line)["kind"] for line in followed.stdout.splitlines()]
+    assert kinds == ["workflow.started", "task.started", "workflow.pausing", "task.succeeded", "workflow.paused",
+                     "workflow.running", "task.started", "workflow.canceling", "task.canceled", "workflow.canceled"]
+
+
+def test_lifecycle_events_reach_a_celery_event_receiver(worker, orchestrator_env):
+    from workers.app import app
+
+    seen: list[dict] = []
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def listen() -> None:
+        with app.connection_for_read() as conn:
+            receiver = app.events.Receiver(conn, handlers={"*": seen.append})
+            receiver.should_stop = False
+            ready.set()
+            for _ in receiver.consume(limit=None, timeout=0.5, wakeup=False):
+                if stop.is_set():
+                    break
+
+    def consume_until_stopped() -> None:
+        try:
+            listen()
+        except Exception:  # the socket timeout ends consume(); go on until told to stop
+            if not stop.is_set():
+                consume_until_stopped()
+
+    thread = threading.Thread(target=consume_until_stopped, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    time.sleep(1.0)  # the receiver's queue is bound before anything is sent
+    run = submit(RETRY_THEN_FAIL)
+    assert run.wait(30)["status"] == "failed"
+    deadline = time.monotonic() + 10
+    while not any(e.get("type") == "workflow-failed" and e.get("run_id") == run.id for e in seen):
+        assert time.monotonic() < deadline, [e.get("type") for e in seen]
+        time.sleep(0.1)
+    stop.set()
+    ours = [e for e in seen if e.get("run_id") == run.id]
+    assert [(e["type"], e["task"], e["attempt"]) for e in ours] == [
+        ("workflow-started", None, None),
+        ("workflow-task-started", "prepare", 1), ("workflow-task-succeeded", "prepare", 1),
+        ("workflow-task-started", "flaky", 1), ("workflow-task-failed", "flaky", 1),
+        ("workflow-task-started", "flaky", 2), ("workflow-task-failed", "flaky", 2),
+        ("workflow-failed", None, None)]
+    assert all(e["workflow"] == "<string>" or e["workflow"] for e in ours)
+    assert ours[-1]["hostname"].startswith("orchestrator@")
