@@ -106,6 +106,36 @@ def test_pause_and_cancel_cascade_into_a_sub_workflow(worker, orchestrator_env):
     assert children == ["canceled"]
 
 
+def test_pause_and_resume_cascade_into_a_sub_workflow(worker, orchestrator_env):
+    from orchestrator import register
+
+    register(SLOW_ITEMS.replace('version: "1.0"', 'version: "1.0"\nname: slow-child', 1))
+    run = submit(textwrap.dedent("""
+        version: "1.0"
+        tasks:
+          - {name: child, action: slow-child, next: [{do: after}]}
+          - {name: after, action: core.echo, input: {message: "{{ task.child.result.after }}"}}
+        output_map: {after: "{{ task.after.result }}"}
+    """))
+    time.sleep(0.5)
+    assert cli("pause", run.id, env=orchestrator_env).returncode == 0
+    wait_status(run, "paused")
+    child = f"{run.id}.1.1"
+    from orchestrator import RunHandle
+
+    assert RunHandle(child).status() == "paused"
+    frozen = RunHandle(child).summary()["tasks"]
+    time.sleep(1.0)
+    assert RunHandle(child).summary()["tasks"] == frozen  # the child's window is held too
+    assert cli("resume", run.id, env=orchestrator_env).returncode == 0
+    summary = run.wait(30)
+    assert summary["status"] == "succeeded" and summary["output"] == {"after": "done"}
+    assert RunHandle(child).status() == "succeeded"
+    kinds = [e["kind"] for e in RunHandle(child).events() if e["kind"].startswith("workflow.")]
+    assert kinds == ["workflow.started", "workflow.pausing", "workflow.paused", "workflow.running",
+                     "workflow.succeeded"]
+
+
 def test_rerun_after_fixing_the_failing_action(worker, orchestrator_env, tmp_path):
     marker = tmp_path / "fixed"
     run = submit(textwrap.dedent(f"""
