@@ -18,7 +18,7 @@ from .engine.validate import Workflow
 from .registry import (WorkflowNotFound, compile_workflow, default_name, find_in_folders, load_file,
                        looks_like_yaml)
 from .runtime import action_exists, ensure_embedded_worker, supervisor
-from .store.runs import TERMINAL
+from .store.runs import RUN_FINISHED, TERMINAL
 
 
 def resolve(ref: str | Path | Workflow, check_actions: bool = True) -> Workflow:
@@ -136,15 +136,25 @@ class RunHandle:
         return self.status() in TERMINAL
 
     def wait(self, timeout: float | None = None, interval: float = 0.01, max_interval: float = 0.05) -> dict[str, Any]:
-        """Block until the run ends and return its summary; TimeoutError after `timeout` s."""
+        """Block until the run ends and return its summary; TimeoutError after `timeout` s.
+        On PostgreSQL the run's last step wakes this at once (LISTEN/NOTIFY); on SQLite it polls
+        every `interval` s, growing to `max_interval`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         sup = supervisor()
-        while True:
-            with sup.db.reading() as conn:
-                status = sup.store.status(conn, self.id)  # None until a worker takes a .delay()ed start
-            if status in TERMINAL:
-                return self.summary()
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"run {self.id} still {status or 'not started'} after {timeout} s")
-            time.sleep(interval)
-            interval = min(interval * 1.5, max_interval)
+        with sup.db.listening(RUN_FINISHED) as notified:
+            while True:
+                with sup.db.reading() as conn:
+                    status = sup.store.status(conn, self.id)  # None until a worker takes a .delay()ed start
+                if status in TERMINAL:
+                    return self.summary()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"run {self.id} still {status or 'not started'} after {timeout} s")
+                if notified is None:
+                    time.sleep(interval if remaining is None else min(interval, remaining))
+                    interval = min(interval * 1.5, max_interval)
+                    continue
+                # Other runs' endings wake us too; look again at least every second regardless.
+                until = time.monotonic() + (1.0 if remaining is None else min(1.0, remaining))
+                while self.id not in notified(until - time.monotonic()) and time.monotonic() < until:
+                    pass

@@ -7,7 +7,7 @@ import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import Connection, create_engine, event, inspect
 
@@ -51,6 +51,26 @@ class Database:
     def reading(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn
+
+    @contextmanager
+    def listening(self, channel: str) -> Iterator[Callable[[float], list[str]] | None]:
+        """PostgreSQL: LISTEN on `channel` with a pooled connection and yield `wait(seconds)`,
+        which returns the payloads notified meanwhile ([] on timeout). SQLite: yield None (poll)."""
+        if self.is_sqlite:
+            yield None
+            return
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f'LISTEN "{channel}"')
+            raw = conn.connection.driver_connection
+
+            def wait(seconds: float) -> list[str]:
+                return [n.payload for n in raw.notifies(timeout=max(seconds, 0.0), stop_after=1)]
+
+            try:
+                yield wait
+            finally:
+                conn.exec_driver_sql("UNLISTEN *")
 
     def alembic_config(self):
         from alembic.config import Config

@@ -31,6 +31,7 @@ OUTBOX = Outbox.__table__
 EVENTS = RunEvent.__table__
 
 TERMINAL = ("succeeded", "failed", "canceled")
+RUN_FINISHED = "orchestrator_run_finished"  # PostgreSQL NOTIFY channel: the payload is the run id
 
 
 def utcnow() -> datetime:
@@ -169,6 +170,8 @@ class RunStore:
                 run_values.update(status=command.status, output=self.redact.data(command.output),
                                   error=self.redact.text(command.error), finished_at=now)
                 conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id))
+                if conn.dialect.name == "postgresql":  # delivered at commit: wakes RunHandle.wait()
+                    conn.execute(select(func.pg_notify(RUN_FINISHED, run_id)))
         if new_rows:
             conn.execute(insert(TASKS), new_rows)
         self._write_items(conn, run_id, commands)
