@@ -19,15 +19,21 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine.commands import (
+    CallPaused,
+    CancelTimer,
     Command,
+    Control,
     Dispatch,
     Event,
     ExecutionEnded,
     ExecutionStarted,
     ItemEnded,
     ItemsCreated,
+    Rerun,
+    Responded,
     RunFinished,
     SetTimer,
+    StatusChanged,
     TaskEnded,
     TimerFired,
     VariablesSet,
@@ -37,15 +43,19 @@ from ..engine.errors import ExpressionError
 from . import machine
 from .expressions import Expressions, Scope
 from .flow import Flow, Step
+from .operations import ASK, Operations
 from .rerun import request_rerun
 from .state import (
     ABENDED,
     ACTIVE,
     CANCELED,
+    CANCELING,
     COMPLETED,
     DELAYED,
     FAILED,
     HANDING_OUT,
+    PAUSED,
+    PAUSING,
     RESUMING,
     RETRYING,
     RUNNING,
@@ -67,9 +77,10 @@ def _timer_key(seq: int, attempt: int) -> str:
     return f"dispatch:{seq}:{attempt}"
 
 
-class OrquestaConductor:
+class OrquestaConductor(Operations):
     """Conducts one run of an OrquestaWorkflow. `items` is accepted for interface parity with the
-    engine's Conductor; item values live in the state."""
+    engine's Conductor; item values live in the state. Operations (pause, resume, cancel,
+    core.ask, reruns by name) are in operations.py."""
 
     def __init__(self, workflow: OrquestaWorkflow, run: RunInfo, evaluator: Expressions | None = None,
                  items: Any = None):
@@ -117,20 +128,36 @@ class OrquestaConductor:
         return self.apply_all(state, [event])
 
     def apply_all(self, state: OrquestaState, events: list[Event]) -> list[Command]:
-        """Apply events in order, then hand out every task that became ready (one wave)."""
+        """Apply events in order, then hand out every task that became ready (one wave).
+        Besides completions and timers: Control, Responded (raises ValueError for a response
+        nobody waits for or that does not match), CallPaused and Rerun (raises RerunError)."""
+        reruns = [e for e in events if isinstance(e, Rerun)]
+        if reruns:
+            commands = self.rerun(state, self._rerun_requests(state, reruns[0].tasks))
+            return [StatusChanged(RUNNING), *commands]  # the shell reopens the finished run
         if state.finished:
             return []
         step = Step()
         flow = Flow(self.graph, self.expressions, state, step)
-        accepted = False
+        accepted = persist = False
         for event in events:
-            if isinstance(event, TimerFired):
+            if state.status == CANCELING and state.reason:
+                accepted = self._while_canceling(state, flow, event) or accepted
+            elif isinstance(event, TimerFired):
                 accepted = self._timer(state, flow, event.key) or accepted
             elif isinstance(event, TaskEnded):
                 accepted = self._task_ended(state, flow, event) or accepted
+            elif isinstance(event, Control):
+                accepted = self._control(state, flow, event.action) or accepted
+            elif isinstance(event, Responded):
+                accepted = self._respond(state, flow, event) or accepted
+            elif isinstance(event, CallPaused) and self._call_paused(state, event):
+                accepted = persist = True
         if not accepted:
             return []
         self._advance(state, step)
+        if persist and not step.commands:  # the state changed: give the shell something to write
+            step.commands.append(StatusChanged(state.status))
         return step.commands
 
     def rerun(self, state: OrquestaState, tasks: list[dict[str, Any]] | None = None) -> list[Command]:
@@ -145,6 +172,8 @@ class OrquestaConductor:
             raise RerunError(str(exc)) from None
         state.finished = False
         state.output = None
+        state.reason = None
+        state.paused_calls = []
         state.status = RESUMING
         self._advance(state, step)
         return step.commands
@@ -202,14 +231,16 @@ class OrquestaConductor:
         return str(event.result) if event.result is not None else event.status
 
     def _timer(self, state: OrquestaState, flow: Flow, key: str) -> bool:
+        if key.startswith("ask:"):
+            return self._ask_expired(state, flow, key)
         for record in state.latest_records():
             if record.get("waiting") == key:
                 del record["waiting"]
-                record["status"] = RUNNING
-                if "items" in record:
-                    self._dispatch_items(state, flow, record)
+                if state.status in (PAUSING, PAUSED):  # held until resume
+                    record["held"] = True
+                    flow.step.commands.append(CancelTimer(key))  # a command, so the step is written
                 else:
-                    self._dispatch(state, flow, record)
+                    self._release(state, flow, record)
                 return True
         return False
 
@@ -225,6 +256,7 @@ class OrquestaConductor:
         step.flush_variables()
         if state.finished:
             return
+        self._maybe_paused(state, flow)
         if state.status in HANDING_OUT and not state.has_active():
             flow.fail("the workflow cannot make progress: nothing is running and nothing can start")
         if state.status in COMPLETED and not state.has_active():
@@ -364,6 +396,8 @@ class OrquestaConductor:
         spec = self.graph.tasks[record["id"]]
         try:
             action, payload = self._render(spec, flow.scope(record))
+            if action == ASK:  # answered by an operator, never dispatched
+                return self._ask(flow, record, payload)
         except (ExpressionError, TypeError) as exc:
             flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], FAILED, None,
                                                      str(exc)))
@@ -377,6 +411,8 @@ class OrquestaConductor:
         items = record["items"]
         limit = items["concurrency"]
         limit = len(items["values"]) if limit is None else max(1, limit)
+        if state.status in (PAUSING, PAUSED):
+            limit = 0  # no new item while paused; resume refills the window
         spec = self.graph.tasks[record["id"]]
         base = flow.scope(record)
         for index, status in enumerate(items["status"]):
@@ -427,7 +463,9 @@ class OrquestaConductor:
         state.output = outputs or None
         state.finished = True
         error = None
-        if state.status != SUCCEEDED:
+        if state.status == CANCELED and state.reason:
+            error = state.reason
+        elif state.status != SUCCEEDED:
             error = "; ".join(_describe(e) for e in state.errors) or f"workflow {state.status}"
         flow.step.commands.append(RunFinished(state.status, state.output, error))
 

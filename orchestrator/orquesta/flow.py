@@ -214,9 +214,9 @@ class Flow:
             return
         state.status = new
         if new in COMPLETED:
-            self._unreachable_joins()
+            self.unreachable_joins()
 
-    def _unreachable_joins(self) -> None:
+    def unreachable_joins(self) -> None:
         for entry in list(self.state.staged):
             if self.graph.barrier(entry["id"]) is None or entry["ready"]:
                 continue

@@ -8,7 +8,7 @@ run) or ``failed_active`` (a failure nothing handles, while other tasks still ru
 
 from __future__ import annotations
 
-from .state import ABENDED, CANCELED, CANCELING, FAILED, RESUMING, RUNNING, SUCCEEDED, UNSET
+from .state import ABENDED, CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RESUMING, RUNNING, SUCCEEDED, UNSET
 
 
 def _settled(active: str) -> dict[str, str]:
@@ -28,9 +28,23 @@ def _settled(active: str) -> dict[str, str]:
     return table
 
 
+def _halted(held: str) -> dict[str, str]:
+    """Entries for a pausing or paused workflow: completions leave it `held` (the conductor turns
+    pausing into paused once no call runs, which is when Orquesta's "dormant" events pause it);
+    a failure nothing handles still fails it at once, and a canceled task cancels it. Orquesta's
+    PAUSED table has no task events; ours fails on an unhandled failure rather than forget it."""
+    table = {f"{kind}_{where}_{rest}": held for kind in ("succeeded", "remediated")
+             for where in ("active", "dormant") for rest in ("incomplete", "completed", "canceled")}
+    table.update({"failed_active": FAILED, "failed_dormant": FAILED,
+                  "canceled_active": CANCELING, "canceled_dormant": CANCELED})
+    return table
+
+
 WORKFLOW: dict[str, dict[str, str]] = {
     RUNNING: _settled(RUNNING),
     RESUMING: _settled(RUNNING),
+    PAUSING: _halted(PAUSING),
+    PAUSED: _halted(PAUSED),
     CANCELING: {
         **{f"{kind}_active_{rest}": CANCELING for kind in ("succeeded", "remediated")
            for rest in ("incomplete", "completed", "canceled")},

@@ -25,6 +25,8 @@ from typing import Any
 
 RUNNING = "running"
 RESUMING = "resuming"
+PAUSING = "pausing"
+PAUSED = "paused"
 DELAYED = "delayed"
 RETRYING = "retrying"
 SUCCEEDED = "succeeded"
@@ -35,7 +37,7 @@ CANCELING = "canceling"
 CANCELED = "canceled"
 UNSET = "null"
 
-ACTIVE = frozenset({"requested", "scheduled", DELAYED, RUNNING, RESUMING, "pausing", CANCELING})
+ACTIVE = frozenset({"requested", "scheduled", DELAYED, RUNNING, RESUMING, PAUSING, CANCELING})
 ABENDED = frozenset({FAILED, TIMEOUT, ABANDONED})
 COMPLETED = frozenset({SUCCEEDED, FAILED, TIMEOUT, ABANDONED, CANCELED})
 HANDING_OUT = frozenset({RUNNING, RESUMING})  # workflow statuses in which staged tasks start
@@ -70,6 +72,10 @@ class OrquestaState:
     output: Any = None
     reruns: list[list[int]] = field(default_factory=list)
     finished: bool = False
+    # Set by a cancel request: the run is canceling until its revoked calls are accounted for.
+    reason: str | None = None
+    # [seq, attempt, item] of sub-workflow calls whose child run is paused (not running, for a pause).
+    paused_calls: list[list[Any]] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
 
     # Serialisation ----------------------------------------------------------------------------
