@@ -19,7 +19,7 @@ from .commands import (CallPaused, CancelTimer, Command, Control, Dispatch, Even
                        ItemsCreated, Responded, Rerun, Revoke, StatusChanged,
                        RunFinished, SetTimer, TaskEnded, TimerFired, VariablesSet)
 from .errors import ExpressionError
-from .expressions import Evaluator
+from .expressions import Evaluator, shared_evaluator
 from .graph import TaskNode, Transition
 from .state import (CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution,
                     ItemStore, WorkflowState)
@@ -67,7 +67,7 @@ class Conductor(Operations):
         self.workflow = workflow
         self.graph = workflow.graph
         self.run = run
-        self.evaluator = evaluator or Evaluator()
+        self.evaluator = evaluator or shared_evaluator()
         self.items = items or ItemStore()
         # Item values and results recorded by this conductor, not yet readable from the store.
         self._item_values: dict[int, list[Any]] = {}

@@ -84,6 +84,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return left * right
 
 
+CACHE_LIMIT = 8192
+
+
 class Evaluator:
     """Compiles and evaluates workflow templates in a sandbox; one instance per process is enough."""
 
@@ -104,6 +107,8 @@ class Evaluator:
         compiled = self._cache.get(source)
         if compiled is not None:
             return compiled
+        if len(self._cache) >= CACHE_LIMIT:  # a bound for long-lived processes seeing many workflows
+            self._cache.clear()
         single = _SINGLE_EXPRESSION.match(source)
         try:
             if single and "}}" not in single.group("body") and "{{" not in single.group("body"):
@@ -202,3 +207,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, range, KeysView, ValuesView, ItemsView)) or isinstance(value, Iterator):
         return [_plain(v) for v in value]
     raise TypeError(f"the value is a {type(value).__name__}, not data (did you forget to call it?)")
+
+
+_shared: Evaluator | None = None
+
+
+def shared_evaluator() -> Evaluator:
+    """The process's evaluator: conductors are built per supervisor step, and compiling a
+    template costs far more than evaluating it, so the compiled cache must outlive them."""
+    global _shared
+    if _shared is None:
+        _shared = Evaluator()
+    return _shared

@@ -10,7 +10,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, RunFinished,
@@ -19,6 +19,7 @@ from ..engine.state import ItemStore, WorkflowState
 from ..orquesta.formats import state_from_dict
 from ..secrets import Redactor
 from ..lifecycle import LifecycleEvent, lifecycle_events
+from . import statements as sql
 from .models import Outbox, RunEvent, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
@@ -97,25 +98,20 @@ class RunStore:
     def lock_run(self, conn: Connection, run_id: str) -> Any:
         """The run's row, locked until the transaction ends (FOR UPDATE; SQLite is serialised).
         Connections carry a lock_timeout (database.py), so a stuck holder cannot wedge workers."""
-        stmt = select(RUNS).where(RUNS.c.id == run_id)
         if conn.dialect.name == "postgresql":
-            # The variables come along in the same round trip (the lock covers the run row only).
-            variables = (select(func.jsonb_object_agg(VARIABLES.c.name, VARIABLES.c.value))
-                         .where(VARIABLES.c.run_id == RUNS.c.id).scalar_subquery())
-            stmt = select(RUNS, variables.label("variables")).where(RUNS.c.id == run_id).with_for_update(of=RUNS)
-        return conn.execute(stmt).first()
+            return conn.execute(sql.LOCK_RUN_POSTGRES, {"run_id": run_id}).first()
+        return conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
 
     # Outbox ---------------------------------------------------------------------------------
 
     def add_outbox(self, conn: Connection, run_id: str, payload: dict[str, Any]) -> int:
-        return conn.execute(insert(OUTBOX).values(run_id=run_id, payload=payload, created_at=utcnow())
-                            .returning(OUTBOX.c.id)).scalar_one()
+        return conn.execute(sql.ADD_OUTBOX, {"run_id": run_id, "payload": payload, "now": utcnow()}).scalar_one()
 
     def remove_outbox(self, conn: Connection, outbox_id: int) -> None:
         conn.execute(delete(OUTBOX).where(OUTBOX.c.id == outbox_id))
 
     def remove_outbox_many(self, conn: Connection, ids: list[int]) -> None:
-        conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(ids)))
+        conn.execute(sql.REMOVE_OUTBOX, {"ids": ids})
 
     def stale_outbox(self, conn: Connection, older_than: float, limit: int = 100) -> list[Any]:
         """Rows a process left behind (it died between commit and publish), locked for this
@@ -138,7 +134,8 @@ class RunStore:
     def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: list[Command],
                    started_at: datetime | None = None) -> list[LifecycleEvent]:
         """Persist one conductor step: execution rows, changed variables, the run row and the
-        step's lifecycle events (returned, for publishing after commit)."""
+        step's lifecycle events (returned, for publishing after commit). Statements come from
+        statements.py: built once, as this runs for every step."""
         now = started_at or utcnow()
         run_values: dict[str, Any] = {"state": state.to_dict(), "updated_at": now}
         if started_at is not None:
@@ -147,21 +144,21 @@ class RunStore:
         for command in commands:
             if isinstance(command, ExecutionStarted):
                 new_rows.append(dict(run_id=run_id, seq=command.seq, attempt=command.attempt, task=command.task,
-                                     status="running", items=command.items, started_at=now))
+                                     items=command.items, now=now))
             elif isinstance(command, ExecutionEnded):
                 if new_rows:  # rows started in this same step must exist before they end
-                    conn.execute(insert(TASKS), new_rows)
+                    conn.execute(sql.START_ATTEMPT, new_rows)
                     new_rows = []
-                conn.execute(update(TASKS).where(and_(TASKS.c.run_id == run_id, TASKS.c.seq == command.seq,
-                                                      TASKS.c.attempt == command.attempt))
-                             .values(status=command.status, result=self.redact.data(command.result),
-                                     error=self.redact.text(command.error), finished_at=now))
+                conn.execute(sql.END_ATTEMPT, dict(run_id=run_id, seq=command.seq, attempt=command.attempt,
+                                                   status=command.status, result=self.redact.data(command.result),
+                                                   error=self.redact.text(command.error), now=now))
             elif isinstance(command, VariablesSet):
                 self._upsert_variables(conn, run_id, command.values)
             elif isinstance(command, SetTimer):
-                self._set_timer(conn, run_id, command.key, now + timedelta(seconds=command.seconds))
+                conn.execute(sql.SET_TIMER, dict(run_id=run_id, key=command.key,
+                                                 due_at=now + timedelta(seconds=command.seconds)))
             elif isinstance(command, CancelTimer):
-                conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id, TIMERS.c.key == command.key))
+                conn.execute(sql.CANCEL_TIMER, dict(run_id=run_id, key=command.key))
             elif isinstance(command, StatusChanged):
                 run_values.update(status=command.status)
                 if command.status == "running":  # a rerun reopens a finished run
@@ -169,13 +166,13 @@ class RunStore:
             elif isinstance(command, RunFinished):
                 run_values.update(status=command.status, output=self.redact.data(command.output),
                                   error=self.redact.text(command.error), finished_at=now)
-                conn.execute(delete(TIMERS).where(TIMERS.c.run_id == run_id))
+                conn.execute(sql.CANCEL_ALL_TIMERS, {"run_id": run_id})
                 if conn.dialect.name == "postgresql":  # delivered at commit: wakes RunHandle.wait()
                     conn.execute(select(func.pg_notify(RUN_FINISHED, run_id)))
         if new_rows:
-            conn.execute(insert(TASKS), new_rows)
+            conn.execute(sql.START_ATTEMPT, new_rows)
         self._write_items(conn, run_id, commands)
-        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+        conn.execute(sql.update_run(tuple(run_values)), {**run_values, "run_id": run_id})
         events = lifecycle_events(commands, started=started_at is not None)
         self.record_events(conn, run_id, events, now)
         return events
@@ -184,9 +181,9 @@ class RunStore:
                       at: datetime | None = None) -> None:
         if events:
             at = at or utcnow()
-            conn.execute(insert(EVENTS), [dict(run_id=run_id, at=at, kind=e.kind, task=e.task, seq=e.seq,
-                                               attempt=e.attempt, message=self.redact.text(e.message))
-                                          for e in events])
+            conn.execute(sql.ADD_EVENT, [dict(run_id=run_id, at=at, kind=e.kind, task=e.task, seq=e.seq,
+                                              attempt=e.attempt, message=self.redact.text(e.message))
+                                         for e in events])
 
     def events(self, conn: Connection, run_id: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """The run's lifecycle events with id > `after`, oldest first."""
@@ -209,11 +206,6 @@ class RunStore:
             conn.execute(update(ITEMS).where(ITEMS.c.run_id == run_id, ITEMS.c.seq == bindparam("b_seq"),
                                              ITEMS.c.idx == bindparam("b_idx")), ended)
 
-    def _set_timer(self, conn: Connection, run_id: str, key: str, due_at: datetime) -> None:
-        module = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = module.insert(TIMERS).values(run_id=run_id, key=key, due_at=due_at)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"due_at": due_at}))
-
     def take_due_timers(self, conn: Connection, run_id: str, keys: list[str] | None = None) -> list[str]:
         """Delete and return the run's timers that are due (all due ones when `keys` is None);
         called under the run's lock, so each timer fires once."""
@@ -229,13 +221,9 @@ class RunStore:
         return [row.run_id for row in conn.execute(stmt)]
 
     def _upsert_variables(self, conn: Connection, run_id: str, values: dict[str, Any]) -> None:
-        if not values:
-            return
-        rows = [dict(run_id=run_id, name=name, value=value) for name, value in values.items()]
-        module = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = module.insert(VARIABLES).values(rows)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "name"],
-                                                set_={"value": stmt.excluded.value}))
+        if values:
+            conn.execute(sql.UPSERT_VARIABLE, [dict(run_id=run_id, name=name, value=value)
+                                               for name, value in values.items()])
 
     # Reading --------------------------------------------------------------------------------
 
