@@ -11,7 +11,8 @@ a `delay` (or a retry delay). A task without an action, and a with-items task wi
 completed by the engine at once. Engine commands get records of their own (ExecutionStarted and
 ExecutionEnded at once), as in Orquesta's task sequence. RunFinished is emitted once the workflow
 status is final and nothing is in flight (a fail-fast failure lets running siblings finish).
-Events that match nothing in flight are stale and yield [].
+Events that match nothing in flight are stale and yield []. The operators' events (Control,
+Responded, CallPaused, Rerun) are applied by the Operations mixin (operations.py).
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ It follows Orquesta's own model, because its semantics depend on it:
   ``"name__route"`` to the latest record of that task on that route.
 - `staged`: tasks that an inbound transition reached and that have not been handed out yet
   (a join waits here until it is ready).
+- Operations (operations.py): a record waiting for a `core.ask` answer carries `ask` (schema,
+  prompt, timeout timer); a record whose delay came due while the run was paused carries
+  `held`; `paused_calls` lists sub-workflow calls whose child run is paused; `reason` is set by
+  a cancel request.
 
 Unlike the engine's compact state, the sequence grows with the run's history (reruns, routes
 and ``task_status()`` need it).
