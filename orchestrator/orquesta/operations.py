@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.commands import (CallPaused, CancelTimer, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
                                SetTimer, StatusChanged, TaskEnded, TimerFired)
 from ..engine.timers import CANCEL_CHECK, LEASE, WATCHES, parse_timer_key, timer_key
-from .state import (ABENDED, CANCELED, CANCELING, COMPLETED, DELAYED, FAILED, PAUSED, PAUSING, RESUMING, RUNNING,
+from .state import (ABENDED, CANCELED, CANCELING, DELAYED, FAILED, PAUSED, PAUSING, RESUMING, RUNNING,
                     SUCCEEDED, OrquestaState)
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ class Operations:
         waiting = sorted((r for r in state.latest_records()
                           if r["id"] == event.task and r.get("status") == RUNNING and r.get("ask") is not None),
                          key=lambda r: r["seq"])
-        if not waiting or state.status in (CANCELING, *COMPLETED):
+        if not waiting:  # (a failed run that has not finished still takes the answer it waits for)
             raise ValueError(f"task '{event.task}' is not waiting for a response")
         record = waiting[0]
         from jsonschema import Draft202012Validator

@@ -200,6 +200,33 @@ def test_a_failure_while_pausing_still_fails_the_run():
     assert finished[-1].status == "failed" and "boom" in finished[-1].error
 
 
+def test_a_retry_due_while_pausing_waits_for_resume():
+    run = Run("""
+    version: 1.0
+    tasks:
+      flaky:
+        action: core.echo
+        retry: {count: 1}
+    """)
+    (first,) = calls(run.started)
+    run(Control("pause"))
+    failed = run.ended(first, "failed", error="transient")
+    assert calls(failed) == [] and failed[-1] == StatusChanged("paused")
+    (again,) = calls(run(Control("resume")))
+    assert (again.seq, again.attempt) == (first.seq, 2)
+    assert run.ended(again)[-1] == RunFinished("succeeded", None, None)
+
+
+def test_a_delay_held_by_a_pause_ends_canceled_on_cancel():
+    run = Run(PARALLEL)
+    run(Control("pause"))
+    run(TimerFired("dispatch:3:1"))
+    assert run.state.sequence[2].get("held")
+    canceled = run(Control("cancel"))
+    assert ExecutionEnded(3, "w", 1, "canceled", None, "canceled by request") in canceled
+    assert only(canceled, CancelTimer) == []  # its timer already fired
+
+
 def test_a_paused_child_run_does_not_count_as_running():
     run = Run(CHAIN)
     (a,) = calls(run.started)
@@ -336,6 +363,24 @@ def test_an_ask_is_not_a_running_call_for_pause_and_is_canceled_at_once():
     assert CancelTimer("ask:1:1") in canceled and only(canceled, Revoke) == []
     assert canceled[-1] == RunFinished("canceled", {"answer": None}, "canceled by request")
     assert run(Responded("approve", {"ok": True})) == []
+
+
+def test_a_failed_run_still_takes_the_answer_it_waits_for_and_then_ends():
+    run = Run("""
+    version: 1.0
+    tasks:
+      approve:
+        action: core.ask
+        next: [{do: after}]
+      breaks:
+        action: core.fail
+      after:
+        action: core.noop
+    """)
+    (breaks,) = calls(run.started)
+    assert not only(run.ended(breaks, "failed", error="boom"), RunFinished)  # the ask is still pending
+    answered = run(Responded("approve", "yes"))
+    assert calls(answered) == [] and answered[-1].status == "failed" and "boom" in answered[-1].error
 
 
 # Rerun by task names -------------------------------------------------------------------------
