@@ -259,6 +259,10 @@ def worker(ctx: typer.Context) -> None:
     args = list(ctx.args)
     if not any(a in ("-Q", "--queues") or a.startswith("--queues=") for a in args):
         args += ["-Q", f"{conf.default_queue},{conf.supervisor_queue}"]
+    if any(a in ("-E", "--task-events", "--events") for a in args):
+        # A worker sending task events sends the workflows' lifecycle events too (events.py).
+        os.environ["ORCHESTRATOR_SEND_EVENTS"] = "1"
+        settings.cache_clear()
     celery_app().worker_main(["worker", *args])
 
 

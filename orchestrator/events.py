@@ -4,12 +4,17 @@
 Event types: `workflow-<status>` for the run (workflow-started, workflow-paused, workflow-succeeded,
 ...) and `workflow-task-<status>` for its tasks (workflow-task-started, workflow-task-failed, ...).
 Fields: run_id, workflow, task, seq, attempt, message. Sent after the step committed; best effort
-(the durable record is the run_events table), and off with ORCHESTRATOR_SEND_EVENTS=0.
+(the durable record is the run_events table).
+
+Like Celery's own task events they are opt-in, since each costs a broker publish per step:
+ORCHESTRATOR_SEND_EVENTS=1 in every process that runs steps (workers, and the API or CLI
+processes that start and operate runs); `orchestrator worker -E` sets it for that worker.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Iterable
 
@@ -30,15 +35,36 @@ class EventPublisher:
         self.app = app
         self.enabled = enabled
         self.hostname = f"orchestrator@{socket.gethostname()}"
+        self._dispatcher = None
+        self._pid = 0
 
     def publish(self, run_id: str, workflow: str, events: Iterable[LifecycleEvent]) -> None:
         events = list(events)
         if not (self.enabled and events):
             return
         try:
-            with self.app.events.default_dispatcher(hostname=self.hostname) as dispatcher:
-                for event in events:
-                    dispatcher.send(event_type(event.kind), run_id=run_id, workflow=workflow, task=event.task,
-                                    seq=event.seq, attempt=event.attempt, message=event.message)
+            dispatcher = self._open()
+            for event in events:
+                dispatcher.send(event_type(event.kind), run_id=run_id, workflow=workflow, task=event.task,
+                                seq=event.seq, attempt=event.attempt, message=event.message)
         except Exception as exc:  # the run's own record is already committed
             log.warning("could not send the events of run %s: %s", run_id, exc)
+            self.close()
+
+    def _open(self):
+        """One dispatcher and connection per process (a forked child opens its own): a pooled
+        one per step cost more than the publishes themselves."""
+        if self._dispatcher is None or self._pid != os.getpid():
+            self._dispatcher = self.app.events.Dispatcher(self.app.connection_for_write(), hostname=self.hostname,
+                                                          enabled=True)
+            self._pid = os.getpid()
+        return self._dispatcher
+
+    def close(self) -> None:
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None and self._pid == os.getpid():
+            try:
+                dispatcher.close()
+                dispatcher.connection.release()
+            except Exception:  # already broken: nothing more to release
+                pass

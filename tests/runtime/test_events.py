@@ -77,7 +77,21 @@ def test_pause_resume_and_cancel_are_logged_in_order(worker, orchestrator_env):
                      "workflow.running", "task.started", "workflow.canceling", "task.canceled", "workflow.canceled"]
 
 
-def test_lifecycle_events_reach_a_celery_event_receiver(worker, orchestrator_env):
+@pytest.fixture
+def events_worker(orchestrator_env, tmp_path, monkeypatch):
+    """A worker started with -E (which turns lifecycle events on), and this process sending them
+    too (it runs the first step of what it submits)."""
+    from .conftest import WorkerProcess, _reset_process
+
+    monkeypatch.delenv("ORCHESTRATOR_SEND_EVENTS", raising=False)  # the worker has only -E
+    process = WorkerProcess(orchestrator_env, tmp_path / "worker.log", extra=["-E"]).wait_ready()
+    monkeypatch.setenv("ORCHESTRATOR_SEND_EVENTS", "1")
+    _reset_process()
+    yield process
+    process.stop()
+
+
+def test_lifecycle_events_reach_a_celery_event_receiver(events_worker, orchestrator_env):
     from workers.app import app
 
     seen: list[dict] = []
