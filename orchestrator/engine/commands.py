@@ -160,6 +160,12 @@ class StatusChanged:
 
 
 @dataclass(frozen=True)
+class StateUpdated:
+    """Only the run's state changed (a paused call noted, a due launch held back): write it.
+    Keeps the rule that an accepted event yields at least one command."""
+
+
+@dataclass(frozen=True)
 class RunFinished:
     status: str
     output: Any = None
@@ -167,12 +173,12 @@ class RunFinished:
 
 
 Command = (ExecutionStarted | ExecutionEnded | ItemsCreated | ItemEnded | Dispatch | SetTimer | CancelTimer | Revoke | VariablesSet
-           | StatusChanged | RunFinished)
+           | StatusChanged | StateUpdated | RunFinished)
 
 
 _COMMAND_TYPES = {cls.__name__: cls for cls in (ExecutionStarted, ExecutionEnded, ItemsCreated, ItemEnded, Dispatch,
                                                  SetTimer, CancelTimer, Revoke, VariablesSet, StatusChanged,
-                                                 RunFinished)}
+                                                 StateUpdated, RunFinished)}
 
 
 def to_data(command: Command) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .commands import (CallPaused, CancelTimer, Command, Control, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded,
                        ItemsCreated, Responded, Rerun, Revoke, StatusChanged,
-                       RunFinished, SetTimer, TaskEnded, TimerFired, VariablesSet)
+                       RunFinished, SetTimer, StateUpdated, TaskEnded, TimerFired, VariablesSet)
 from .errors import ExpressionError
 from .expressions import Evaluator, shared_evaluator
 from .graph import TaskNode, Transition
@@ -145,6 +145,12 @@ class Conductor(Operations):
         if kind in WATCHES:
             if not self._in_flight(execution, attempt, item):
                 return []
+            if kind == DEADLINE and seq in state.asks:  # nobody answered in time (an ask has no call)
+                del state.asks[seq]
+                step.queue.append(("ended", seq, TIMED_OUT, None,
+                                   f"no response within {node.spec.timeout:g} s"))
+                self._drain(state, step)
+                return step.commands
             if event.running is False:  # no trace of the call: its message was lost
                 self._launch_or_fail(state, step, node, execution, attempt, item)
             elif kind == LEASE:  # still running, or cannot tell: keep waiting
@@ -163,7 +169,7 @@ class Conductor(Operations):
         else:
             self._launch_or_fail(state, step, node, execution, attempt, item)
         self._drain(state, step)
-        return step.commands
+        return step.commands or [StateUpdated()]  # e.g. the launch was held back by a pause
 
     @staticmethod
     def _in_flight(execution: Execution, attempt: int, item: int | None) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .commands import (CallPaused, CancelTimer, Command, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
-                       RunFinished, SetTimer, StatusChanged, TaskEnded, TimerFired)
+                       RunFinished, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired)
 from .state import CANCELED, CANCELING, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, WorkflowState
 from .timers import CANCEL_CHECK, DEADLINE, LEASE, WATCHES, parse_timer_key, timer_key
 
@@ -53,7 +53,7 @@ class Operations:
         state.paused_calls.append(entry)
         step = self._new_step()
         self._drain(state, step)
-        return step.commands or [StatusChanged(state.status)]
+        return step.commands or [StateUpdated()]
 
     def _relaunch(self, state: WorkflowState, step: _Step, seq: int, attempt: int, item: int | None) -> None:
         execution = state.active.get(seq)

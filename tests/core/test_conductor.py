@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.engine.commands import Dispatch, TaskEnded
+from orchestrator.engine.commands import Dispatch, SetTimer, TaskEnded, TimerFired
 from orchestrator.engine.conductor import Conductor, RunInfo
 from orchestrator.engine.state import WorkflowState
 
@@ -752,3 +752,34 @@ def test_core_ask_waits_for_a_valid_response():
         conductor.apply(state, Responded("approve", {"ok": "yes"}))
     shipped = conductor.apply(state, Responded("approve", {"ok": True}))
     assert [c.task for c in _calls(shipped)] == ["ship"]
+
+
+def test_an_unanswered_ask_times_out_whatever_the_shell_finds_of_its_call():
+    from orchestrator.engine.commands import ExecutionEnded
+    conductor = Conductor(wf("""
+    version: "1.0"
+    tasks:
+      - {name: approve, action: core.ask, timeout: 5, input: {schema: {type: object}}}
+    """), RunInfo("r", {}, lease=600))
+    state, commands = conductor.start()
+    assert SetTimer("deadline:1:1:-", 5) in commands
+    # an ask is never dispatched, so the shell finds no trace: it must not be "sent again"
+    ended = conductor.apply(state, TimerFired("deadline:1:1:-", running=False))
+    assert ExecutionEnded(1, "approve", 1, "timed_out", None, "no response within 5 s") in ended
+    assert state.status == "failed" and not state.asks
+
+
+def test_a_delay_that_comes_due_while_paused_is_kept_and_starts_on_resume():
+    from orchestrator.engine.commands import Control, StateUpdated
+    conductor = Conductor(wf("""
+    version: "1.0"
+    tasks:
+      - {name: later, action: x, delay: 30}
+    """), RunInfo("r", {}))
+    state, commands = conductor.start()
+    assert not _calls(commands)
+    conductor.apply(state, Control("pause"))
+    assert state.status == "paused"
+    # the shell deleted the timer row: the held launch must be written, so something is returned
+    assert conductor.apply(state, TimerFired("dispatch:1:1:-")) == [StateUpdated()]
+    assert [c.task for c in _calls(conductor.apply(state, Control("resume")))] == ["later"]

@@ -180,3 +180,22 @@ def test_core_ask_answered_from_the_cli(worker, orchestrator_env):
     summary = run.wait(30)
     assert summary["status"] == "succeeded" and summary["output"] == {"deploy": "deployed"}
     assert summary["tasks"][0]["result"] == {"ok": True}
+
+
+def test_an_unanswered_core_ask_times_out(worker, orchestrator_env):
+    run = submit(textwrap.dedent("""
+        version: "1.0"
+        tasks:
+          - name: approve
+            action: core.ask
+            timeout: 1
+            input: {prompt: "ship it?", schema: {type: object}}
+            next: [{when: "{{ timed_out() }}", do: escalate}]
+          - {name: escalate, action: core.echo, input: {message: "nobody answered"}}
+        output_map: {escalated: "{{ task.escalate.result }}"}
+    """))
+    summary = run.wait(20)
+    assert summary["status"] == "succeeded", summary
+    assert summary["tasks"][0]["status"] == "timed_out"
+    assert summary["tasks"][0]["error"] == "no response within 1 s"
+    assert summary["output"] == {"escalated": "nobody answered"}
