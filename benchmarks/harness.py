@@ -326,6 +326,7 @@ def machine_facts(broker_url: str = BROKER_URL, database_url: str = DATABASE_URL
         "python": f"{platform.python_version()} ({platform.python_implementation()})",
         "celery": f"{celery.__version__} (kombu {kombu.__version__})",
         "platform": platform.platform(),
+        "code": code_version(),
     }
     import psycopg
     import redis
@@ -342,6 +343,21 @@ def machine_facts(broker_url: str = BROKER_URL, database_url: str = DATABASE_URL
     except psycopg.Error as exc:
         facts["postgresql"] = f"unknown ({type(exc).__name__})"
     return facts
+
+
+def code_version() -> str:
+    """The commit measured, and whether the code under measurement had uncommitted changes
+    (figures from a dirty tree are not reproducible from the commit alone)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        dirty = git("status", "--porcelain", "--", "orchestrator", "workers", "migrations")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+    return f"{commit} + uncommitted changes in orchestrator/workers" if dirty else commit
 
 
 def print_facts(facts: dict[str, str]) -> None:
