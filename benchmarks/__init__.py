@@ -4,6 +4,9 @@
     python -m benchmarks sequential --rounds 3  # one of them, with its options
     python -m benchmarks with_items --sizes 1000,10000 --rounds 1
     python -m benchmarks step_cost --steps 2000
+    python -m benchmarks throughput --workflows 200 --rounds 3
+    python -m benchmarks conductor --cap 20     # pure conductors, ours vs Orquesta's (own venv)
+    python -m benchmarks profile --steps 200    # cProfile of supervisor steps (not run by "all")
 
 Each benchmark is a module with a ``main(argv) -> int``, registered in ``BENCHMARKS``. Benchmarks
 print figures only; they assert nothing about speed. Only ratios measured in the same run are
@@ -17,4 +20,6 @@ BENCHMARKS: dict[str, str] = {
     "sequential": "benchmarks.sequential",
     "with_items": "benchmarks.with_items",
     "step_cost": "benchmarks.step_cost",
+    "throughput": "benchmarks.throughput",
+    "conductor": "benchmarks.conductor",
 }
