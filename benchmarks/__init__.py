@@ -23,3 +23,8 @@ BENCHMARKS: dict[str, str] = {
     "throughput": "benchmarks.throughput",
     "conductor": "benchmarks.conductor",
 }
+
+# name -> module of commands that are not comparisons, run only when named
+TOOLS: dict[str, str] = {
+    "profile": "benchmarks.profile_steps",
+}

@@ -10,18 +10,19 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import BENCHMARKS, harness
+from . import BENCHMARKS, TOOLS, harness
 
 USAGE = f"""usage: python -m benchmarks [NAME] [OPTIONS]
 
 Runs NAME, or every benchmark when NAME is omitted. OPTIONS go to each benchmark
 (`python -m benchmarks NAME --help` lists them).
 
-benchmarks: {", ".join(BENCHMARKS)}"""
+benchmarks: {", ".join(BENCHMARKS)}
+run only when named: {", ".join(TOOLS)}"""
 
 
 def run(name: str, argv: Sequence[str]) -> int:
-    module = importlib.import_module(BENCHMARKS[name])
+    module = importlib.import_module(BENCHMARKS.get(name) or TOOLS[name])
     return module.main(list(argv))
 
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0
     if argv and not argv[0].startswith("-"):
-        if argv[0] not in BENCHMARKS:
+        if argv[0] not in BENCHMARKS and argv[0] not in TOOLS:
             print(f"unknown benchmark {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
             return 2
         return run(argv[0], argv[1:])
