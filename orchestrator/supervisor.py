@@ -64,6 +64,10 @@ class _PendingIds:
                 self._thread = threading.Thread(target=self._run, name="orchestrator-outbox", daemon=True)
                 self._thread.start()
 
+    def extend(self, ids: list[int]) -> None:
+        for item in ids:
+            self.add(item)
+
     def take(self) -> list[int]:
         with self._lock:
             ids, self._ids = self._ids, []
@@ -111,9 +115,9 @@ class Supervisor:
                 return run_id
             conductor = conductor_for(workflow, self._run_info(run_id, resolved, iso(now)))
             state, commands = conductor.start()
-            logged = self.store.write_step(conn, run_id, state, commands, started_at=now)
-            outcome = _Outcome(run_id, workflow.name, commands, parent, logged)
-            outbox_id = self._record(conn, outcome)
+            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands, started_at=now,
+                                                              outbox=self._effects(outcome))
         self._finish(outcome, outbox_id)
         return run_id
 
@@ -210,14 +214,28 @@ class Supervisor:
                 raise LookupError(f"no run with id {run_id}")
 
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False) -> None:
+        # Outbox rows this process carried out are deleted by the next step's write instead of a
+        # commit of their own; they go back to the flusher unless that write commits.
+        forget = self._carried_out.take()
+        try:
+            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget)
+        except BaseException:
+            self._carried_out.extend(forget)
+            raise
+        if outcome is None:
+            self._carried_out.extend(forget)
+            return
+        self._finish(outcome, outbox_id)
+
+    def _decide_and_write(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool,
+                          forget: list[int]) -> tuple[_Outcome | None, int | None]:
         with self.db.transaction() as conn:
-            self._forget_carried_out(conn)
             run = self.store.lock_run(conn, run_id)
             if run is None or run.definition_id is None or (run.status in TERMINAL and not reopen):
-                return
+                return None, None
             events = events_of(conn)
             if not events:
-                return
+                return None, None
             workflow = self._workflow_by_definition(run.definition_id)
             state = self.store.load_state(conn, run)
             conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
@@ -229,26 +247,26 @@ class Supervisor:
                 for event in events:
                     commands.extend(conductor.apply(state, event))
             if not commands:
-                return  # stale or duplicate: nothing changes
-            logged = self.store.write_step(conn, run_id, state, commands)
+                return None, None  # stale or duplicate: nothing changes
             parent = None
             if run.parent_run_id:
                 parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
                           "item": run.parent_item}
-            outcome = _Outcome(run_id, workflow.name, commands, parent, logged)
-            outbox_id = self._record(conn, outcome)
-        self._finish(outcome, outbox_id)
+            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
+                                                              outbox=self._effects(outcome), forget=forget)
+        return outcome, outbox_id
 
     # After commit ---------------------------------------------------------------------------
 
-    def _record(self, conn: Any, outcome: _Outcome) -> int | None:
-        """Keep the step's effects in the outbox, in its transaction, when any must not be lost."""
+    def _effects(self, outcome: _Outcome) -> dict[str, Any] | None:
+        """What of the step must not be lost between commit and publish: kept in the outbox, in
+        the step's transaction."""
         effects = [c for c in outcome.commands if isinstance(c, (Dispatch, Revoke))
                    or (isinstance(c, RunFinished) and outcome.parent)]
         if not effects:
             return None
-        payload = {"workflow": outcome.workflow, "parent": outcome.parent, "commands": [to_data(c) for c in effects]}
-        return self.store.add_outbox(conn, outcome.run_id, payload)
+        return {"workflow": outcome.workflow, "parent": outcome.parent, "commands": [to_data(c) for c in effects]}
 
     def _finish(self, outcome: _Outcome, outbox_id: int | None) -> None:
         crash_point("after_commit")
@@ -257,14 +275,6 @@ class Supervisor:
             self._carried_out.add(outbox_id)
         if self.events is not None:
             self.events.publish(outcome.run_id, outcome.workflow, outcome.events)
-
-    def _forget_carried_out(self, conn: Any) -> None:
-        """Delete the outbox rows this process has carried out, inside a transaction it opens
-        anyway (the next step) instead of a commit of their own. A flusher thread does it when
-        the process is idle, well within the reconciler's grace period."""
-        ids = self._carried_out.take()
-        if ids:
-            self.store.remove_outbox_many(conn, ids)
 
     def flush_carried_out(self) -> None:
         ids = self._carried_out.take()

@@ -13,13 +13,14 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, RunFinished,
-                               SetTimer, StatusChanged, VariablesSet)
+from ..engine.commands import Command, ItemEnded, ItemsCreated
 from ..engine.state import ItemStore, WorkflowState
 from ..orquesta.formats import state_from_dict
 from ..secrets import Redactor
 from ..lifecycle import LifecycleEvent, lifecycle_events
 from . import statements as sql
+from . import steps
+from .steps import RUN_FINISHED  # noqa: F401 (the channel RunHandle.wait() listens on)
 from .models import Outbox, RunEvent, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
@@ -32,7 +33,6 @@ OUTBOX = Outbox.__table__
 EVENTS = RunEvent.__table__
 
 TERMINAL = ("succeeded", "failed", "canceled")
-RUN_FINISHED = "orchestrator_run_finished"  # PostgreSQL NOTIFY channel: the payload is the run id
 
 
 def utcnow() -> datetime:
@@ -104,9 +104,6 @@ class RunStore:
 
     # Outbox ---------------------------------------------------------------------------------
 
-    def add_outbox(self, conn: Connection, run_id: str, payload: dict[str, Any]) -> int:
-        return conn.execute(sql.ADD_OUTBOX, {"run_id": run_id, "payload": payload, "now": utcnow()}).scalar_one()
-
     def remove_outbox(self, conn: Connection, outbox_id: int) -> None:
         conn.execute(delete(OUTBOX).where(OUTBOX.c.id == outbox_id))
 
@@ -132,50 +129,18 @@ class RunStore:
         return state_from_dict(run.state, variables)
 
     def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: list[Command],
-                   started_at: datetime | None = None) -> list[LifecycleEvent]:
-        """Persist one conductor step: execution rows, changed variables, the run row and the
-        step's lifecycle events (returned, for publishing after commit). Statements come from
-        statements.py: built once, as this runs for every step."""
+                   started_at: datetime | None = None, outbox: dict[str, Any] | None = None,
+                   forget: list[int] | None = None) -> tuple[list[LifecycleEvent], int | None]:
+        """Persist one conductor step (steps.py): execution and item rows, changed variables,
+        timers, the run row, the step's lifecycle events, its outbox row (`outbox`, whose id is
+        returned) and the deletion of outbox rows carried out earlier (`forget`). Returns the
+        lifecycle events, for publishing after commit, and the outbox row's id."""
         now = started_at or utcnow()
-        run_values: dict[str, Any] = {"state": state.to_dict(), "updated_at": now}
-        if started_at is not None:
-            run_values.update(status="running", started_at=started_at)
-        new_rows: list[dict[str, Any]] = []
-        for command in commands:
-            if isinstance(command, ExecutionStarted):
-                new_rows.append(dict(run_id=run_id, seq=command.seq, attempt=command.attempt, task=command.task,
-                                     items=command.items, now=now))
-            elif isinstance(command, ExecutionEnded):
-                if new_rows:  # rows started in this same step must exist before they end
-                    conn.execute(sql.START_ATTEMPT, new_rows)
-                    new_rows = []
-                conn.execute(sql.END_ATTEMPT, dict(run_id=run_id, seq=command.seq, attempt=command.attempt,
-                                                   status=command.status, result=self.redact.data(command.result),
-                                                   error=self.redact.text(command.error), now=now))
-            elif isinstance(command, VariablesSet):
-                self._upsert_variables(conn, run_id, command.values)
-            elif isinstance(command, SetTimer):
-                conn.execute(sql.SET_TIMER, dict(run_id=run_id, key=command.key,
-                                                 due_at=now + timedelta(seconds=command.seconds)))
-            elif isinstance(command, CancelTimer):
-                conn.execute(sql.CANCEL_TIMER, dict(run_id=run_id, key=command.key))
-            elif isinstance(command, StatusChanged):
-                run_values.update(status=command.status)
-                if command.status == "running":  # a rerun reopens a finished run
-                    run_values.update(finished_at=None, error=None, output=None)
-            elif isinstance(command, RunFinished):
-                run_values.update(status=command.status, output=self.redact.data(command.output),
-                                  error=self.redact.text(command.error), finished_at=now)
-                conn.execute(sql.CANCEL_ALL_TIMERS, {"run_id": run_id})
-                if conn.dialect.name == "postgresql":  # delivered at commit: wakes RunHandle.wait()
-                    conn.execute(select(func.pg_notify(RUN_FINISHED, run_id)))
-        if new_rows:
-            conn.execute(sql.START_ATTEMPT, new_rows)
+        rows = steps.fold(run_id, state.to_dict(), commands, now, started_at, self.redact)
+        rows.events = lifecycle_events(commands, started=started_at is not None)
+        rows.outbox, rows.forget = outbox, list(forget or ())
         self._write_items(conn, run_id, commands)
-        conn.execute(sql.update_run(tuple(run_values)), {**run_values, "run_id": run_id})
-        events = lifecycle_events(commands, started=started_at is not None)
-        self.record_events(conn, run_id, events, now)
-        return events
+        return rows.events, steps.write(conn, rows, self.redact)
 
     def record_events(self, conn: Connection, run_id: str, events: list[LifecycleEvent],
                       at: datetime | None = None) -> None:
@@ -219,11 +184,6 @@ class RunStore:
         stmt = (select(TIMERS.c.run_id, func.min(TIMERS.c.due_at).label("due")).where(TIMERS.c.due_at <= utcnow())
                 .group_by(TIMERS.c.run_id).order_by("due").limit(limit))
         return [row.run_id for row in conn.execute(stmt)]
-
-    def _upsert_variables(self, conn: Connection, run_id: str, values: dict[str, Any]) -> None:
-        if values:
-            conn.execute(sql.UPSERT_VARIABLE, [dict(run_id=run_id, name=name, value=value)
-                                               for name, value in values.items()])
 
     # Reading --------------------------------------------------------------------------------
 
