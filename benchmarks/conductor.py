@@ -195,7 +195,7 @@ def report(results: dict[tuple[str, str, str], Series], engines: Sequence[str], 
                 skipped = [f"{s:,}" for s, r in sorted(series.rows.items()) if "skipped" in r]
                 if skipped:
                     first = series.rows[int(skipped[0].replace(",", ""))]["skipped"]
-                    print(f"  {labels[engine]}: N = {', '.join(skipped)} not run ({first}, cap)")
+                    print(f"  {labels[engine]}: N = {', '.join(skipped)} not run ({first})")
                 if series.note:
                     print(f"  {labels[engine]}: {series.note}")
     # Linearity: cost per call at the largest size each engine managed, over the smallest.

@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         if measured:
             guess = predicted(measured, size)
             if guess > args.cap:
-                emit({"size": size, "skipped": f"predicted {guess:.0f} s > cap {args.cap:.0f} s"})
+                emit({"size": size, "skipped": f"predicted {guess:.1f} s > cap {args.cap:g} s"})
                 continue
         runs = []
         for _ in range(max(1, args.rounds)):
