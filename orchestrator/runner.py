@@ -61,11 +61,19 @@ def read_trace(app: Celery, task_id: str) -> str | dict[str, Any] | None:
     return "running" if value == "running" else json.loads(value)
 
 
-def run_action(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_bytes: int | None = None) -> dict[str, Any]:
+def run_action(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_bytes: int | None = None,
+               trace_outcome: bool = True) -> dict[str, Any]:
+    """Run the call between its two traces. Without `trace_outcome` the caller applies the
+    outcome itself and calls `trace_outcome()` only if it cannot (inline supervision)."""
     _trace(app, call, "running")
     outcome = _run(app, call, payload, max_result_bytes)
-    _trace(app, call, json.dumps(outcome))
+    if trace_outcome:
+        record_outcome(app, outcome)
     return outcome
+
+
+def record_outcome(app: Celery, outcome: dict[str, Any]) -> None:
+    _trace(app, outcome, json.dumps(outcome))
 
 
 def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_bytes: int | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from workers.app import app
 
-from .runner import FAILED, TIMED_OUT, envelope, run_action
+from .runner import FAILED, TIMED_OUT, envelope, record_outcome, run_action
 from .secrets import Redactor
 
 log = logging.getLogger("orchestrator.tasks")
@@ -28,17 +28,20 @@ def action(call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
 
     A single call (`call["inline"]`) applies its own outcome right here, in the worker that ran
     it: one broker hop less per step. The message is acknowledged only afterwards, so a crash in
-    between re-runs the call and its envelope is applied then (or ignored if it was). When the
-    database cannot be reached the envelope goes to the supervisor queue, which retries."""
+    between re-runs the call and its envelope is applied then (or ignored if it was); its
+    envelope is traced only when it cannot be applied here. When the database cannot be reached
+    the envelope goes to the supervisor queue, which retries."""
     from .config import settings
     from .runtime import supervisor
 
-    outcome = run_action(app, call, payload, settings().max_result_bytes)
-    if call.get("inline"):
+    inline = bool(call.get("inline"))
+    outcome = run_action(app, call, payload, settings().max_result_bytes, trace_outcome=not inline)
+    if inline:
         try:
             supervisor().complete([outcome])
         except Exception as exc:  # the supervisor task retries with backoff
             log.warning("applying %s inline failed (%s); handing it to the supervisor queue", call.get("task"), exc)
+            record_outcome(app, outcome)  # the report may be lost now: leave it where a lease finds it
             supervise.apply_async((outcome,), queue=settings().supervisor_queue)
         # What Celery logs and Flower shows: secrets masked (the run got the real outcome).
         return _redactor().data(outcome)
