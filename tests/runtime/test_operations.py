@@ -76,7 +76,8 @@ def test_cancel_interrupts_running_actions_canceling_then_canceled(worker, orche
     assert [tuple(row) for row in ended] == [(0, "canceled"), (1, "canceled")]
 
 
-def test_pause_and_cancel_cascade_into_a_sub_workflow(worker, orchestrator_env):
+def submit_parent_of_slow_child():
+    """A run whose first task is a sub-workflow run of SLOW_ITEMS, started half a second ago."""
     from orchestrator import register
 
     register(SLOW_ITEMS.replace('version: "1.0"', 'version: "1.0"\nname: slow-child', 1))
@@ -84,9 +85,15 @@ def test_pause_and_cancel_cascade_into_a_sub_workflow(worker, orchestrator_env):
         version: "1.0"
         tasks:
           - {name: child, action: slow-child, next: [{do: after}]}
-          - {name: after, action: core.noop}
+          - {name: after, action: core.echo, input: {message: "{{ task.child.result.after }}"}}
+        output_map: {after: "{{ task.after.result }}"}
     """))
     time.sleep(0.5)
+    return run
+
+
+def test_pause_and_cancel_cascade_into_a_sub_workflow(worker, orchestrator_env):
+    run = submit_parent_of_slow_child()
     run.pause()
     wait_status(run, "paused")
     from orchestrator.runtime import supervisor
@@ -107,17 +114,7 @@ def test_pause_and_cancel_cascade_into_a_sub_workflow(worker, orchestrator_env):
 
 
 def test_pause_and_resume_cascade_into_a_sub_workflow(worker, orchestrator_env):
-    from orchestrator import register
-
-    register(SLOW_ITEMS.replace('version: "1.0"', 'version: "1.0"\nname: slow-child', 1))
-    run = submit(textwrap.dedent("""
-        version: "1.0"
-        tasks:
-          - {name: child, action: slow-child, next: [{do: after}]}
-          - {name: after, action: core.echo, input: {message: "{{ task.child.result.after }}"}}
-        output_map: {after: "{{ task.after.result }}"}
-    """))
-    time.sleep(0.5)
+    run = submit_parent_of_slow_child()
     assert cli("pause", run.id, env=orchestrator_env).returncode == 0
     wait_status(run, "paused")
     child = f"{run.id}.1.1"

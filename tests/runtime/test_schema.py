@@ -12,23 +12,20 @@ from orchestrator.store.models import Base
 pytestmark = pytest.mark.runtime
 
 
-def test_migrations_match_the_models_on_postgresql(pg_schema):
-    url, _ = pg_schema
-    db = Database(url)
+def differences(db: Database) -> list:
     try:
         with db.engine.connect() as conn:
-            differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            return compare_metadata(MigrationContext.configure(conn), Base.metadata)
     finally:
         db.dispose()
-    assert differences == []
+
+
+def test_migrations_match_the_models_on_postgresql(pg_schema):
+    url, _ = pg_schema
+    assert differences(Database(url)) == []
 
 
 def test_migrations_match_the_models_on_sqlite(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'schema.db'}")
     db.upgrade()
-    try:
-        with db.engine.connect() as conn:
-            differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    finally:
-        db.dispose()
-    assert differences == []
+    assert differences(db) == []
