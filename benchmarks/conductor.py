@@ -68,34 +68,47 @@ class Series:
 
 # --------------------------------------------------------------------------- Orquesta's environment
 
-def orquesta_python(explicit: str | None) -> tuple[str | None, str]:
-    """(interpreter that imports orquesta, description) or (None, why not). Creates
-    benchmarks/.venv-orquesta with `pip install orquesta==1.2.0` when it is missing."""
-    if explicit:
-        python = explicit
-    else:
-        python = str(ORQUESTA_VENV / "bin" / "python")
-        if not Path(python).exists():
-            print(f"creating {ORQUESTA_VENV.relative_to(harness.ROOT)} and installing {ORQUESTA_REQUIREMENT} "
-                  f"(once) ...", flush=True)
-            try:
-                subprocess.run([sys.executable, "-m", "venv", str(ORQUESTA_VENV)], check=True,
-                               capture_output=True, text=True, timeout=300)
-                subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                                ORQUESTA_REQUIREMENT], check=True, capture_output=True, text=True, timeout=600)
-            except (OSError, subprocess.SubprocessError) as exc:
-                output = getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or str(exc)
-                tail = " | ".join(line for line in str(output).strip().splitlines()[-3:])
-                return None, f"could not install {ORQUESTA_REQUIREMENT} into {ORQUESTA_VENV.name}: {tail}"
+def _probe(python: str) -> tuple[dict | None, str]:
+    """({version, python} or None, error text) for an interpreter expected to import orquesta."""
     try:
         probe = subprocess.run([python, str(DRIVER), "orquesta", "probe"], capture_output=True, text=True,
                                timeout=120, cwd=harness.ROOT)
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"cannot run {python}: {exc}"
     if probe.returncode != 0:
-        tail = " | ".join(probe.stderr.strip().splitlines()[-2:])
-        return None, f"orquesta does not import in {python}: {tail}"
-    facts = json.loads(probe.stdout.strip().splitlines()[-1])
+        return None, " | ".join(probe.stderr.strip().splitlines()[-2:])
+    return json.loads(probe.stdout.strip().splitlines()[-1]), ""
+
+
+def _install(python: str) -> str:
+    """Create benchmarks/.venv-orquesta if needed and pip-install orquesta into it; '' or why not."""
+    print(f"installing {ORQUESTA_REQUIREMENT} into {ORQUESTA_VENV.relative_to(harness.ROOT)} (once) ...",
+          flush=True)
+    try:
+        if not Path(python).exists():
+            subprocess.run([sys.executable, "-m", "venv", str(ORQUESTA_VENV)], check=True,
+                           capture_output=True, text=True, timeout=300)
+        subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        ORQUESTA_REQUIREMENT], check=True, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        output = getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or str(exc)
+        return " | ".join(line for line in str(output).strip().splitlines()[-3:])
+    return ""
+
+
+def orquesta_python(explicit: str | None) -> tuple[str | None, str]:
+    """(interpreter that imports orquesta, description) or (None, why not). Without `explicit`,
+    uses benchmarks/.venv-orquesta, creating it and installing orquesta==1.2.0 when it does not
+    import there yet."""
+    python = explicit or str(ORQUESTA_VENV / "bin" / "python")
+    facts, error = _probe(python) if Path(python).exists() or explicit else (None, "no such interpreter")
+    if facts is None and not explicit:
+        problem = _install(python)
+        if problem:
+            return None, f"could not install {ORQUESTA_REQUIREMENT} into {ORQUESTA_VENV.name}: {problem}"
+        facts, error = _probe(python)
+    if facts is None:
+        return None, f"orquesta does not import in {python}: {error}"
     return python, f"orquesta {facts['version']} on Python {facts['python']} ({python})"
 
 
