@@ -27,17 +27,53 @@ def _length(value: Any) -> int:
 
 MAX_POWER_DIGITS = 10_000      # `**` results beyond this many digits are refused
 MAX_REPEAT = 10_000_000        # `'x' * n` / `[..] * n` beyond this many elements are refused
-_WIDTHS = re.compile(r"(?:%[-+ #0]*|\{[^{}]*:[^{}\d]*)(\d+)")
+# printf-style conversions: %[(key)][flags][width][.precision]; str.format fields: {[name][!c][:spec]}
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d*)(?:\.(\*|\d*))?")
+_FORMAT_SPEC = re.compile(r"\{[^{}]*?:([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+_SPEC_NUMBERS = re.compile(r"\d+")
 
 
 def _too_wide(template: str) -> bool:
-    return any(int(width) > MAX_REPEAT for width in _WIDTHS.findall(template))
+    """Whether a format string could build an absurdly long string: a width or precision over
+    MAX_REPEAT, or one taken from the arguments (`%*d`, `{:{}}`), which cannot be checked here."""
+    for width, precision in _PERCENT_SPEC.findall(template):
+        for number in (width, precision):
+            if number == "*" or (number and int(number) > MAX_REPEAT):
+                return True
+    for spec in _FORMAT_SPEC.findall(template):
+        if "{" in spec or any(int(n) > MAX_REPEAT for n in _SPEC_NUMBERS.findall(spec)):
+            return True
+    return False
+
+
+def _text_size(value: Any) -> int:
+    """A cheap lower bound of the characters `value` prints as (strings and their lists)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return sum(len(item) for item in value if isinstance(item, str)) + len(value)
+    return 1
+
+
+def _check_join(separator: Any, items: Any) -> None:
+    if isinstance(separator, str) and isinstance(items, (list, tuple, range)):
+        size = len(separator) * max(len(items) - 1, 0) + _text_size(list(items) if isinstance(items, range) else items)
+        if size > MAX_REPEAT:
+            raise SecurityError("a joined string that large is not allowed")
 
 
 def _check_widths(args: tuple, kwargs: dict) -> None:
     for value in (*args, *kwargs.values()):
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEAT:
             raise SecurityError(f"a width of {value} is too large")
+
+
+def _bounded_join(join: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        _check_join(d, list(value) if not isinstance(value, (list, tuple)) else value)
+        return join(eval_ctx, value, d, attribute)
+    bounded.jinja_pass_arg = join.jinja_pass_arg  # type: ignore[attr-defined]
+    return bounded
 
 
 def _bounded(filter_function: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,6 +95,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         """String padding/formatting with absurd widths would allocate gigabytes first."""
         if isinstance(getattr(__obj, "__self__", None), str):
             _check_widths(args, kwargs)
+            if getattr(__obj, "__name__", "") == "join" and args:
+                _check_join(__obj.__self__, args[0] if isinstance(args[0], (list, tuple, range)) else list(args[0]))
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Any:
@@ -79,7 +117,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return left ** right
         for sequence, count in ((left, right), (right, left)):
             if (isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
-                    and len(sequence) * count > MAX_REPEAT):
+                    and max(len(sequence), _text_size(sequence)) * count > MAX_REPEAT):
                 raise SecurityError("a repeated string or list that large is not allowed")
         return left * right
 
@@ -96,6 +134,7 @@ class Evaluator:
         self.env.filters["length"] = _length
         for name in ("center", "format", "indent", "wordwrap", "truncate"):
             self.env.filters[name] = _bounded(self.env.filters[name])
+        self.env.filters["join"] = _bounded_join(self.env.filters["join"])
         self._cache: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 
     @staticmethod
