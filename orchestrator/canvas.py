@@ -36,7 +36,7 @@ class Canvas:
             if call.barrier:
                 fan_ins.setdefault(call.barrier, []).append(self.signature(run_id, workflow, call))
             else:
-                singles.append(self.single(self.signature(run_id, workflow, call, inline=True)))
+                singles.append(self.single(self.signature(run_id, workflow, call, inline=True), bool(call.timeout)))
         if len(singles) == 1:
             singles[0].apply_async()
         elif singles:
@@ -90,11 +90,13 @@ class Canvas:
         """What the worker left of a call: 'running', its envelope, or None (see runner.py)."""
         return read_trace(self.app, call_id(run_id, seq, attempt, item))
 
-    def single(self, signature: Signature) -> Signature:
-        """A call that reports its own outcome (inline in tasks.action); only a death without an
-        envelope (hard time limit) goes through the errback."""
+    def single(self, signature: Signature, time_limited: bool = False) -> Signature:
+        """A call that reports its own outcome (inline in tasks.action). Only a hard time limit
+        kills it without an envelope (a lost worker requeues it), so only a call that has one
+        (its own timeout, or the workers' task_time_limit) carries the errback that reports it."""
         signature.set(ignore_result=True)
-        signature.link_error(self.app.signature("orchestrator.action_lost", queue=self.supervisor_queue))
+        if time_limited or self.app.conf.task_time_limit:
+            signature.link_error(self.app.signature("orchestrator.action_lost", queue=self.supervisor_queue))
         return signature
 
     def _route(self, action: str) -> str:

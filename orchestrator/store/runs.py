@@ -48,25 +48,36 @@ def iso(value: datetime | None) -> str | None:
 
 
 class RunStore:
-    """Row-level operations; stateless but for the redactor, so one instance serves every
-    connection. Results, errors and outputs are stored with secrets masked (secrets.py)."""
+    """Row-level operations; stateless but for the redactor and the ids of definitions already
+    saved, so one instance serves every connection. Results, errors and outputs are stored with
+    secrets masked (secrets.py)."""
 
     def __init__(self, redactor: Redactor | None = None):
         self.redact = redactor or Redactor({})
+        self._definition_ids: dict[tuple[str, str], int] = {}
 
     # Definitions ----------------------------------------------------------------------------
 
     def save_definition(self, conn: Connection, name: str, text: str, source: str, registered: bool = False) -> int:
+        """The id of this exact definition, stored once. Rows never change but for `registered`,
+        so ids already seen are remembered: starting a run of a known definition reads nothing."""
         checksum = hashlib.sha256(text.encode()).hexdigest()
+        known = self._definition_ids.get((name, checksum))
+        if known is not None and not registered:
+            return known
         found = conn.execute(select(DEFINITIONS.c.id, DEFINITIONS.c.registered)
                              .where(DEFINITIONS.c.name == name, DEFINITIONS.c.checksum == checksum)).first()
         if found is not None:
             if registered and not found.registered:
                 conn.execute(update(DEFINITIONS).where(DEFINITIONS.c.id == found.id).values(registered=True))
+            if len(self._definition_ids) > 1024:
+                self._definition_ids.clear()
+            # Only a row found is remembered: one inserted here vanishes if this transaction rolls back.
+            self._definition_ids[(name, checksum)] = found.id
             return found.id
-        return conn.execute(insert(DEFINITIONS).values(name=name, checksum=checksum, source=source, text=text,
-                                                       registered=registered, created_at=utcnow())
-                            .returning(DEFINITIONS.c.id)).scalar_one()
+        return conn.execute(insert(DEFINITIONS).values(
+            name=name, checksum=checksum, source=source, text=text, registered=registered,
+            created_at=utcnow()).returning(DEFINITIONS.c.id)).scalar_one()
 
     def definition(self, conn: Connection, definition_id: int) -> Any:
         return conn.execute(select(DEFINITIONS).where(DEFINITIONS.c.id == definition_id)).first()
