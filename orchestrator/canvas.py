@@ -22,9 +22,11 @@ HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) 
 
 
 class Canvas:
-    def __init__(self, app: Celery, supervisor_queue: str, single_queue: bool = False):
+    def __init__(self, app: Celery, supervisor_queue: str, single_queue: bool = False, lease: float | None = None):
         self.app = app
         self.supervisor_queue = supervisor_queue
+        # A call watched by its lease leaves its "running" trace only if it runs this long (runner.py).
+        self.trace_after = 0.0 if not lease else min(1.0, lease / 4)
         # The embedded worker consumes only the default and supervisor queues: route everything there.
         self.single_queue = single_queue
         self._queue_for = lru_cache(maxsize=1024)(self._route)
@@ -49,7 +51,7 @@ class Canvas:
     def signature(self, run_id: str, workflow: str, call: Dispatch, inline: bool = False) -> Signature:
         meta = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item,
                 "task": call.task, "action": call.action, "workflow": workflow, "timeout": call.timeout,
-                "inline": inline}
+                "inline": inline, "trace_after": 0.0 if call.timeout else self.trace_after}
         options: dict[str, Any] = {
             "task_id": call_id(run_id, call.seq, call.attempt, call.item),
             "queue": self.app.conf.task_default_queue if self.single_queue else call.queue or self._queue_for(call.action),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 from celery import Celery
@@ -61,12 +63,56 @@ def read_trace(app: Celery, task_id: str) -> str | dict[str, Any] | None:
     return "running" if value == "running" else json.loads(value)
 
 
+class _RunningTraces:
+    """Writes the "running" trace of calls that are still running `trace_after` seconds after
+    they started. Only a watch timer reads it, and none comes due that soon (the canvas sets
+    `trace_after` to 0 for calls with a deadline and well under the lease otherwise), so the
+    many calls that end sooner never pay a write. One daemon thread per process."""
+
+    def __init__(self) -> None:
+        self._due: dict[str, tuple[float, Celery, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, app: Celery, call: dict[str, Any]) -> str:
+        key = call_id(call["run"], call["seq"], call["attempt"], call.get("item"))
+        delay = call.get("trace_after", 0) or 0
+        if delay <= 0:
+            _trace(app, call, "running")
+            return key
+        with self._lock:
+            self._due[key] = (time.monotonic() + delay, app, call)
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._run, name="orchestrator-traces", daemon=True)
+                self._thread.start()
+        return key
+
+    def end(self, key: str) -> None:
+        with self._lock:  # waits for a write in progress, so "running" never lands after the end
+            self._due.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.1)
+            with self._lock:
+                now = time.monotonic()
+                for key in [k for k, (at, _, _) in self._due.items() if at <= now]:
+                    _, app, call = self._due.pop(key)
+                    _trace(app, call, "running")
+
+
+_running = _RunningTraces()
+
+
 def run_action(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_bytes: int | None = None,
                trace_outcome: bool = True) -> dict[str, Any]:
     """Run the call between its two traces. Without `trace_outcome` the caller applies the
-    outcome itself and calls `trace_outcome()` only if it cannot (inline supervision)."""
-    _trace(app, call, "running")
-    outcome = _run(app, call, payload, max_result_bytes)
+    outcome itself and calls `record_outcome()` only if it cannot (inline supervision)."""
+    key = _running.begin(app, call)
+    try:
+        outcome = _run(app, call, payload, max_result_bytes)
+    finally:
+        _running.end(key)
     if trace_outcome:
         record_outcome(app, outcome)
     return outcome

@@ -34,7 +34,8 @@ def supervisor() -> Supervisor:
     app = celery_app()
     # An in-memory broker has nobody else to listen: no events to send there.
     events = EventPublisher(app, enabled=conf.send_events and not conf.embedded)
-    return Supervisor(db, Canvas(app, conf.supervisor_queue, single_queue=conf.embedded), conf, find_workflow, events)
+    canvas = Canvas(app, conf.supervisor_queue, single_queue=conf.embedded, lease=conf.lease)
+    return Supervisor(db, canvas, conf, find_workflow, events)
 
 
 def find_workflow(name: str) -> Workflow | None:
