@@ -53,10 +53,12 @@ def raw_side(steps: int, timeout: float) -> Callable[[], float]:
     return run
 
 
-def orchestrated_side(steps: int, timeout: float, in_run: list[float]) -> Callable[[], float]:
+def orchestrated_side(steps: int, timeout: float, in_run: list[float],
+                      wait_lags: list[float] | None = None) -> Callable[[], float]:
     """A callable that runs the `steps`-step workflow through the Python API and returns its wall
-    time; it also appends the run's own duration (started_at -> finished_at) to `in_run`."""
-    from datetime import datetime
+    time; it also appends the run's own duration (started_at -> finished_at) to `in_run`, and
+    how long after finished_at `wait()` returned to `wait_lags`."""
+    from datetime import datetime, timezone
 
     from orchestrator import submit
 
@@ -66,26 +68,32 @@ def orchestrated_side(steps: int, timeout: float, in_run: list[float]) -> Callab
         start = time.perf_counter()
         summary = submit(text).wait(timeout)
         elapsed = time.perf_counter() - start
+        returned = datetime.now(timezone.utc)
         if summary["status"] != "succeeded" or len(summary["tasks"]) != steps:
             raise RuntimeError(f"workflow run {summary['id']} ended {summary['status']} with "
                                f"{len(summary['tasks'])} of {steps} tasks: {summary.get('error')}")
         began, ended = (datetime.fromisoformat(summary[k]) for k in ("started_at", "finished_at"))
         in_run.append((ended - began).total_seconds())
+        if wait_lags is not None:
+            wait_lags.append((returned - ended).total_seconds())
         return elapsed
 
     return run
 
 
-def measure(rounds: int, steps: int, timeout: float) -> tuple[list[float], list[float], list[float]]:
+def measure(rounds: int, steps: int, timeout: float,
+            wait_lags: list[float] | None = None) -> tuple[list[float], list[float], list[float]]:
     """Warm each side up once, then alternate raw / orchestrated for `rounds` rounds.
     Returns (raw wall times, orchestrated wall times, orchestrated in-run times)."""
     in_run: list[float] = []
     raw = raw_side(steps, timeout)
-    orchestrated = orchestrated_side(steps, timeout, in_run)
+    orchestrated = orchestrated_side(steps, timeout, in_run, wait_lags)
     print("warming up ...", flush=True)
     raw()
     orchestrated()
     in_run.clear()
+    if wait_lags is not None:
+        wait_lags.clear()
     raw_times: list[float] = []
     orchestrated_times: list[float] = []
     for index in range(1, rounds + 1):
@@ -97,7 +105,7 @@ def measure(rounds: int, steps: int, timeout: float) -> tuple[list[float], list[
 
 
 def report(steps: int, raw_times: Sequence[float], orchestrated_times: Sequence[float],
-           in_run: Sequence[float]) -> None:
+           in_run: Sequence[float], wait_lags: Sequence[float] = ()) -> None:
     raw_median = harness.median(raw_times)
     orchestrated_median = harness.median(orchestrated_times)
     rows = []
@@ -111,6 +119,9 @@ def report(steps: int, raw_times: Sequence[float], orchestrated_times: Sequence[
     print(f"ratio orchestrated/raw (median/median): {orchestrated_median / raw_median:.2f}")
     if in_run:
         print(f"orchestrated in-run time (started_at -> finished_at, median): {harness.median(in_run):.3f} s")
+    if wait_lags:
+        print(f"wait() returned after finished_at: median {harness.median(wait_lags) * 1000:.1f} ms, "
+              f"max {max(wait_lags) * 1000:.1f} ms (target <= 50 ms)")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -134,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         harness.apply_env(env)  # before the first import of orchestrator / workers
         with harness.running_worker(env, Path(tmp) / "worker.log", concurrency=2, pool="prefork"):
             print(f"  worker      prefork -c 2, queues {', '.join(harness.queues_of(env))}", flush=True)
-            results = measure(args.rounds, args.steps, args.timeout)
-    report(args.steps, *results)
+            wait_lags: list[float] = []
+            results = measure(args.rounds, args.steps, args.timeout, wait_lags)
+    report(args.steps, *results, wait_lags)
     return 0
 
 
