@@ -29,8 +29,7 @@ from typing import Any
 import yaml
 
 from ..engine.errors import ParametersInvalid, WorkflowInvalid
-from .rehearse import Script, rehearse_waves
-from .state import OrquestaState
+from .rehearse import Script, WaveRun, rehearse_waves
 from .workflow import is_orquesta, load
 
 LEVELS = ("strict", "names", "outcome")
@@ -105,7 +104,7 @@ class _Runner:
     def __init__(self, base: Path, by_name: dict[str, dict[str, Any]]):
         self.base = base
         self.by_name = by_name
-        self.final: dict[str, OrquestaState] = {}
+        self.final: dict[str, WaveRun] = {}
         self.running: set[str] = set()
 
     def judge(self, case: dict[str, Any]) -> CaseResult:
@@ -152,18 +151,18 @@ class _Runner:
         rerun = case.get("rerun")
         if rerun:
             previous = self.previous_state(case, rerun.get("after_case"))
-            run = rehearse_waves(workflow, inputs, case.get("script"), state=previous,
+            run = rehearse_waves(workflow, inputs, case.get("script"), previous=previous,
                                  rerun=rerun.get("rerun_tasks"), is_rerun=True)
         else:
             run = rehearse_waves(workflow, inputs, case.get("script"))
-        self.final[case["name"]] = run.state
+        self.final[case["name"]] = run
         state = run.state
         return {"task_sequence": [_label(n, r) for n, r in run.sequence], "routes": state.routes,
                 "term_tasks": [_label(r["id"], r["route"]) for r in state.terminal()],
                 "workflow_status": state.status, "output": state.output, "errors": state.errors,
                 "error": run.error}
 
-    def previous_state(self, case: dict[str, Any], name: str | None) -> OrquestaState:
+    def previous_state(self, case: dict[str, Any], name: str | None) -> WaveRun:
         if name not in self.final:
             earlier = self.by_name.get(name or "")
             if earlier is None:

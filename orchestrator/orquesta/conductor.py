@@ -17,6 +17,7 @@ Responded, CallPaused, Rerun) are applied by the Operations mixin (operations.py
 
 from __future__ import annotations
 
+from bisect import insort
 from typing import Any
 
 from ..engine.commands import (
@@ -41,9 +42,10 @@ from ..engine.commands import (
 )
 from ..engine.conductor import RunInfo
 from ..engine.errors import ExpressionError
-from . import machine
+from . import items as item_book
 from .expressions import Expressions, Scope
 from .flow import Flow, Step
+from .items import LocalItems
 from .operations import ASK, Operations
 from .rerun import request_rerun
 from .state import (
@@ -78,23 +80,36 @@ def _timer_key(seq: int, attempt: int) -> str:
     return f"dispatch:{seq}:{attempt}"
 
 
+def _timer_seq(key: str, kind: str) -> int | None:
+    """The seq in a ``kind:<seq>:<attempt>`` timer key, or None."""
+    parts = key.split(":")
+    if len(parts) != 3 or parts[0] != kind or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
 class OrquestaConductor(Operations):
-    """Conducts one run of an OrquestaWorkflow. `items` is accepted for interface parity with the
-    engine's Conductor; item values live in the state. Operations (pause, resume, cancel,
-    core.ask, reruns by name) are in operations.py."""
+    """Conducts one run of an OrquestaWorkflow. `items` is where with-items values and results
+    are read (the shell's rows); what this conductor records itself is layered on top of it
+    (items.LocalItems; pass one to share it between conductors of the same run). `journal`,
+    when given, receives (task, route) of every record created (rehearsals list the whole task
+    sequence from it; the state keeps only the records decisions need). Operations (pause,
+    resume, cancel, core.ask, reruns by name) are in operations.py."""
 
     def __init__(self, workflow: OrquestaWorkflow, run: RunInfo, evaluator: Expressions | None = None,
-                 items: Any = None):
+                 items: Any = None, journal: list[tuple[str, int]] | None = None):
         self.workflow = workflow
         self.graph = workflow.graph
         self.run = run
         self.expressions = evaluator or _EXPRESSIONS
+        self.items = items if isinstance(items, LocalItems) else LocalItems(items)
+        self.journal = journal
 
     # Public API -----------------------------------------------------------------------------
 
     def start(self) -> tuple[OrquestaState, list[Command]]:
         """A new run: inputs then vars (each in order, seeing the earlier ones), then the start tasks."""
-        state = OrquestaState()
+        state = OrquestaState(journal=self.journal)
         step = Step()
         context: dict[str, Any] = {}
         failed = False
@@ -122,6 +137,7 @@ class OrquestaConductor(Operations):
             for name in self.graph.start:
                 state.stage(name, 0, [0], {}, True)
         self._advance(state, step)
+        state.maybe_compact()
         return state, step.commands
 
     def apply(self, state: OrquestaState, event: Event) -> list[Command]:
@@ -138,6 +154,8 @@ class OrquestaConductor(Operations):
             return [StatusChanged(RUNNING), *commands]  # the shell reopens the finished run
         if state.finished:
             return []
+        if self.journal is not None:
+            state.journal = self.journal
         step = Step()
         flow = Flow(self.graph, self.expressions, state, step)
         accepted = persist = False
@@ -157,6 +175,7 @@ class OrquestaConductor(Operations):
         if not accepted:
             return []
         self._advance(state, step)
+        state.maybe_compact()
         if persist and not step.commands:  # the state changed: give the shell something to write
             step.commands.append(StatusChanged(state.status))
         return step.commands
@@ -166,6 +185,8 @@ class OrquestaConductor(Operations):
         terminal task that failed. Returns the commands that start them."""
         if state.status not in COMPLETED or state.has_active():
             raise RerunError("only a completed workflow can be rerun")
+        if self.journal is not None:
+            state.journal = self.journal
         step = Step()
         try:
             request_rerun(state, self.graph, tasks)
@@ -177,16 +198,15 @@ class OrquestaConductor(Operations):
         state.paused_calls = []
         state.status = RESUMING
         self._advance(state, step)
+        state.maybe_compact()
         return step.commands
 
     # Events ---------------------------------------------------------------------------------
 
     def _task_ended(self, state: OrquestaState, flow: Flow, event: TaskEnded) -> bool:
-        if not 1 <= event.seq <= len(state.sequence):
-            return False
-        record = state.sequence[event.seq - 1]
+        record = state.by_seq(event.seq)
         status = STATUS_OF_EVENT.get(event.status)
-        if (status is None or record.get("status") not in ACTIVE or record.get("status") == DELAYED
+        if (record is None or status is None or record.get("status") not in ACTIVE or record.get("status") == DELAYED
                 or event.attempt != record["attempt"] or record.get("waiting")):
             return False
         result = event.result if event.result is not None else event.error
@@ -203,21 +223,19 @@ class OrquestaConductor(Operations):
         items = record.get("items")
         if items is None or items["in_flight"].get(event.item) != event.attempt:
             return False
-        del items["in_flight"][event.item]
-        items["status"][event.item] = status
-        items["results"][event.item] = result
-        items["done"] = max(items.get("done", -1), event.item)
+        item_book.ended(items, event.item, status)
+        self.items.ended(record["seq"], event.item, result)
         if status in ABENDED or status == CANCELED:
             items.setdefault("error", f"item {event.item}: {self._error(event, status)}")
         flow.step.commands.append(ItemEnded(record["seq"], event.item, event.status, result))
-        task_status = machine.items_status(items["status"], bool(items["in_flight"]))
+        task_status = item_book.progress(items)
         if task_status == RUNNING:
-            if not any(s in ABENDED or s == CANCELED for s in items["status"]):
+            if not items["failed"] and not items["canceled"]:
                 self._dispatch_items(state, flow, record)
             return True
         if task_status == record["status"]:
             return True
-        results = [items["results"][i] for i in range(items["done"] + 1)]
+        results = item_book.results(items, record["seq"], self.items)
         flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], task_status, results,
                                                  None if task_status == SUCCEEDED else items.get("error")))
         flow.complete(record, task_status, results)
@@ -234,16 +252,16 @@ class OrquestaConductor(Operations):
     def _timer(self, state: OrquestaState, flow: Flow, key: str) -> bool:
         if key.startswith("ask:"):
             return self._ask_expired(state, flow, key)
-        for record in state.latest_records():
-            if record.get("waiting") == key:
-                del record["waiting"]
-                if state.status in (PAUSING, PAUSED):  # held until resume
-                    record["held"] = True
-                    flow.step.commands.append(CancelTimer(key))  # a command, so the step is written
-                else:
-                    self._release(state, flow, record)
-                return True
-        return False
+        record = state.active.get(_timer_seq(key, "dispatch"))
+        if record is None or record.get("waiting") != key:
+            return False
+        del record["waiting"]
+        if state.status in (PAUSING, PAUSED):  # held until resume
+            record["held"] = True
+            flow.step.commands.append(CancelTimer(key))  # a command, so the step is written
+        else:
+            self._release(state, flow, record)
+        return True
 
     # Handing out ----------------------------------------------------------------------------
 
@@ -272,7 +290,7 @@ class OrquestaConductor(Operations):
         staged = [s for s in staged if self._startable(state, s)]
         if not staged:
             return False
-        if len(state.sequence) + len(staged) > self.run.execution_limit:
+        if state.next_seq - 1 + len(staged) > self.run.execution_limit:
             flow.fail(f"task execution limit of {self.run.execution_limit} reached when starting "
                       f"{', '.join(sorted({s['id'] for s in staged}))}")
             return False
@@ -343,20 +361,25 @@ class OrquestaConductor(Operations):
         spec = self.graph.tasks[record["id"]]
         commands = flow.step.commands
         if task["items"] is not None:
-            self._start_items(record, entry, task)
-            commands.append(ExecutionStarted(record["seq"], record["id"], record["attempt"], len(task["items"])))
-            if task["items"] and record["attempt"] == 1:  # a retry reuses the stored item rows
-                commands.append(ItemsCreated(record["seq"], list(task["items"])))
+            values = task["items"]
+            record["items"] = item_book.start(len(values), task["concurrency"], entry.get("carry"))
+            commands.append(ExecutionStarted(record["seq"], record["id"], record["attempt"], len(values)))
+            if values:
+                self.items.created(record["seq"], values)
+                if record["attempt"] == 1:
+                    commands.append(ItemsCreated(record["seq"], list(values)))
+                else:  # a retry renders its items again; the stored item rows are the first attempt's
+                    record["items"]["values"] = values
         else:
             commands.append(ExecutionStarted(record["seq"], record["id"], record["attempt"]))
-        record["status"] = RUNNING
+        state.set_status(record, RUNNING)
         if (spec.action is None and task["items"] is None) or task["items"] == []:
             result = [] if task["items"] == [] else None
             commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], SUCCEEDED, result))
             flow.complete(record, SUCCEEDED, result)
             return
         if task["delay"]:
-            record["status"] = DELAYED
+            state.set_status(record, DELAYED)
             record["waiting"] = _timer_key(record["seq"], record["attempt"])
             commands.append(SetTimer(record["waiting"], float(task["delay"])))
         elif "items" in record:
@@ -379,20 +402,6 @@ class OrquestaConductor(Operations):
                     values[name] = 0
         record["retry"] = values
 
-    @staticmethod
-    def _start_items(record: dict[str, Any], entry: dict[str, Any], task: dict[str, Any]) -> None:
-        values = task["items"]
-        carried = entry.get("carry") or {}
-        status = [None] * len(values)
-        results: list[Any] = [None] * len(values)
-        previous = zip(carried.get("status", []), carried.get("results", []), strict=False)
-        for index, (old_status, old_result) in enumerate(previous):
-            if index < len(values) and old_status == SUCCEEDED:
-                status[index], results[index] = old_status, old_result
-        done = max([i for i, s in enumerate(status) if s is not None], default=-1)
-        record["items"] = {"values": values, "status": status, "results": results, "in_flight": {},
-                           "concurrency": task["concurrency"], "done": done}
-
     def _dispatch(self, state: OrquestaState, flow: Flow, record: dict[str, Any]) -> None:
         spec = self.graph.tasks[record["id"]]
         try:
@@ -411,32 +420,34 @@ class OrquestaConductor(Operations):
         """Fill the window: start not-yet-run items in index order up to the concurrency."""
         items = record["items"]
         limit = items["concurrency"]
-        limit = len(items["values"]) if limit is None else max(1, limit)
+        limit = items["count"] if limit is None else max(1, limit)
         if state.status in (PAUSING, PAUSED):
             limit = 0  # no new item while paused; resume refills the window
         spec = self.graph.tasks[record["id"]]
-        base = flow.scope(record)
-        for index, status in enumerate(items["status"]):
-            if len(items["in_flight"]) >= limit:
-                break
-            if status is not None:
-                continue
+        in_flight = items["in_flight"]
+        base = None
+        while len(in_flight) < limit and items["next"] < items["count"]:
+            index = items["next"]
+            items["next"] = item_book.skip_ahead(items["skip"], index + 1)
+            if base is None:
+                base = flow.scope(record)
             try:
-                action, payload = self._render(spec, base.with_item(items["values"][index]))
+                value = items["values"][index] if "values" in items else self.items.item(record["seq"], index)
+                action, payload = self._render(spec, base.with_item(value))
             except (ExpressionError, TypeError) as exc:
-                items["status"][index] = FAILED
-                items["results"][index] = str(exc)
+                items["own"][str(index)] = str(exc)
+                insort(items["bad"], index)
+                items["failed"] = True
                 items["done"] = max(items["done"], index)
                 items.setdefault("error", f"item {index}: {exc}")
                 state.log_error(str(exc), record["id"], record["route"])
                 break
-            items["status"][index] = RUNNING
-            items["in_flight"][index] = record["attempt"]
+            in_flight[index] = record["attempt"]
             flow.step.commands.append(Dispatch(record["seq"], record["id"], action, payload, record["attempt"], index))
-        if not items["in_flight"]:
-            status = machine.items_status(items["status"], False)
+        if not in_flight:
+            status = item_book.progress(items)
             if status != RUNNING:
-                results = [items["results"][i] for i in range(items["done"] + 1)]
+                results = item_book.results(items, record["seq"], self.items)
                 flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], status,
                                                          results, None if status == SUCCEEDED else items.get("error")))
                 flow.complete(record, status, results)

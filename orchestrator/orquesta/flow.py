@@ -20,7 +20,7 @@ from . import machine
 from .expressions import Expressions, Scope
 from .graph import Edge, OrquestaGraph
 from .spec import ENGINE_COMMANDS
-from .state import ABENDED, ACTIVE, CANCELED, COMPLETED, FAILED, RETRYING, SUCCEEDED, OrquestaState
+from .state import ABENDED, ACTIVE, CANCELED, COMPLETED, FAILED, RETRYING, SUCCEEDED, OrquestaState, key_of
 
 SATISFIED = "satisfied"
 WAITING = "waiting"            # Orquesta's INBOUND_CRITERIA_WIP
@@ -61,15 +61,14 @@ class Flow:
         """A record reached `status` (completed or not): retries, transitions, workflow status."""
         state = self.state
         old = record.get("status")
-        record["status"] = status
+        state.set_status(record, status)
         engine_queue: list[tuple[str, int]] = []
         if status in COMPLETED:
-            record["result"] = result
             state.unstage(record["id"], record["route"])  # an arrival while it ran is absorbed, as in Orquesta
             scope = self.scope(record, result)
             if state.status in ACTIVE and self._should_retry(record, scope):
                 record["retry"]["tally"] += 1
-                record["status"] = RETRYING
+                state.set_status(record, RETRYING)
                 state.stage(record["id"], record["route"], record["ctxs"]["in"], record["prev"], True,
                             retry=dict(record["retry"]))
                 return
@@ -86,7 +85,7 @@ class Flow:
         edges = self.graph.outbound.get(record["id"], [])
         if not edges:
             record["term"] = True
-        index = state.tasks[f"{record['id']}__r{record['route']}"]
+        source = key_of(record["id"], record["route"])
         engine_queue: list[tuple[str, int]] = []
         ready_targets: list[dict[str, Any]] = []
         manual_fail = False
@@ -103,18 +102,16 @@ class Flow:
             if error is not None:
                 self.fail(error, record["id"], record["route"], edge.id)
                 continue
-            out = list(record["ctxs"]["in"])
-            if published:
-                out.append(state.add_context(published))
+            out = state.derive(record["ctxs"]["in"], published)
             route = self._route(edge, record["route"])
             staged = state.staged_entry(edge.target, route)
             if staged is not None:
                 if 0 in out:
                     out.remove(0)
-                staged["ctxs"]["in"].extend(out)
-                staged["prev"][edge.backref] = index
+                staged["ctxs"]["in"] = state.fold(staged["ctxs"]["in"] + out)
+                staged["prev"][edge.backref] = source
             else:
-                staged = state.stage(edge.target, route, out, {edge.backref: index}, False)
+                staged = state.stage(edge.target, route, out, {edge.backref: source}, False)
             staged["ready"] = self.inbound_status(edge.target, record["route"]) == SATISFIED
             if edge.target in ENGINE_COMMANDS:
                 engine_queue.append((edge.target, route))

@@ -49,7 +49,7 @@ def resolve_params(workflow: Workflow | OrquestaWorkflow, params: dict[str, Any]
 def conductor_for(workflow: Workflow | OrquestaWorkflow, run: RunInfo,
                   items: ItemStore | None = None) -> Conductor | OrquestaConductor:
     if isinstance(workflow, OrquestaWorkflow):
-        return OrquestaConductor(workflow, run)
+        return OrquestaConductor(workflow, run, items=items)
     return Conductor(workflow, run, items=items)
 
 

@@ -4,6 +4,7 @@ A task event is named by what happened to the task and the workflow around it, e
 ``succeeded_dormant_completed`` (the task succeeded, nothing else is active, nothing is left to
 run) or ``failed_active`` (a failure nothing handles, while other tasks still run: fail fast).
 ``WORKFLOW[status][event]`` is the workflow's next status; a missing entry changes nothing.
+(A with-items task's status from its items is ``items.progress``.)
 """
 
 from __future__ import annotations
@@ -79,17 +80,3 @@ def next_status(current: str, event: str) -> str | None:
     """The workflow status after `event`, or None when the event changes nothing."""
     return WORKFLOW.get(current, {}).get(event)
 
-
-def items_status(statuses: list[str | None], in_flight: bool) -> str:
-    """A with-items task's status after one of its items ended, from every item's status
-    (None = not started): running while items are in flight or not yet started and nothing
-    failed; failed once one failed and none is in flight; succeeded when all succeeded."""
-    if in_flight:
-        return CANCELING if CANCELED in statuses else RUNNING
-    if CANCELED in statuses:
-        return CANCELED
-    if any(s in ABENDED for s in statuses):
-        return FAILED
-    if any(s is None or s == UNSET for s in statuses):
-        return RUNNING
-    return SUCCEEDED

@@ -20,13 +20,15 @@ reaching its parent, and reruns named by task. A mixin of OrquestaConductor.
 
 from __future__ import annotations
 
+from bisect import insort
 from typing import TYPE_CHECKING, Any
 
 from ..engine.commands import (CallPaused, CancelTimer, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
                                SetTimer, StatusChanged, TaskEnded, TimerFired)
 from ..engine.timers import CANCEL_CHECK, LEASE, WATCHES, parse_timer_key, timer_key
-from .state import (ABENDED, CANCELED, CANCELING, DELAYED, FAILED, PAUSED, PAUSING, RESUMING, RUNNING,
-                    SUCCEEDED, OrquestaState)
+from . import items as item_book
+from .state import (CANCELED, CANCELING, DELAYED, FAILED, PAUSED, PAUSING, RESUMING, RUNNING, SUCCEEDED,
+                    OrquestaState, split_key)
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -41,7 +43,7 @@ def ask_timer_key(seq: int, attempt: int) -> str:
 
 
 class Operations:
-    """Requires OrquestaConductor's `_dispatch`, `_dispatch_items`, `rerun`, `run`, `graph`."""
+    """Requires OrquestaConductor's `_dispatch`, `_dispatch_items`, `rerun`, `run`, `graph`, `items`."""
 
     # Pause, resume, cancel --------------------------------------------------------------------
 
@@ -59,7 +61,7 @@ class Operations:
             state.status = RUNNING
             state.paused_calls = []
             commands.append(StatusChanged(RUNNING))
-            for record in state.latest_records():
+            for record in state.active_records():
                 if record.pop("held", False):
                     self._release(state, flow, record)
                 elif self._idle_items(record):
@@ -78,7 +80,7 @@ class Operations:
 
     def _release(self, state: OrquestaState, flow: Flow, record: dict[str, Any]) -> None:
         """A delayed task whose delay is over: dispatch it (or its items)."""
-        record["status"] = RUNNING
+        state.set_status(record, RUNNING)
         if "items" in record:
             self._dispatch_items(state, flow, record)
         else:
@@ -89,7 +91,7 @@ class Operations:
         """A with-items task whose window a pause left unfilled (items not started, none failed)."""
         items = record.get("items")
         return (items is not None and record.get("status") == RUNNING and not record.get("waiting")
-                and None in items["status"] and not any(s in ABENDED or s == CANCELED for s in items["status"]))
+                and item_book.unfinished(items))
 
     @staticmethod
     def _running_calls(state: OrquestaState) -> list[tuple[dict[str, Any], int | None, int]]:
@@ -97,7 +99,7 @@ class Operations:
         held dispatch or a paused child run."""
         paused = {tuple(call) for call in state.paused_calls}
         calls = []
-        for record in state.latest_records():
+        for record in state.active_records():
             if record.get("status") not in (RUNNING, CANCELING) or record.get("waiting") or record.get("ask") is not None:
                 continue
             if "items" in record:
@@ -132,7 +134,7 @@ class Operations:
             if self.run.lease:  # a revoked call that never started never reports: look for it
                 commands.append(SetTimer(timer_key(LEASE, record["seq"], attempt, item), CANCEL_CHECK))
         paused = {tuple(call) for call in state.paused_calls}
-        for record in state.latest_records():
+        for record in state.active_records():
             if record.get("status") not in (RUNNING, DELAYED, CANCELING):
                 continue
             for key in (record.pop("waiting", None), (record.pop("ask", None) or {}).get("timer")):
@@ -142,11 +144,12 @@ class Operations:
             if id(record) in out:
                 items = record.get("items")
                 if items is not None:  # paused children of this task are no longer waited for
-                    items["in_flight"] = {i: a for i, a in items["in_flight"].items()
-                                          if (record["seq"], a, i) not in paused}
-                record["status"] = RUNNING
+                    for i in [i for i, a in items["in_flight"].items() if (record["seq"], a, i) in paused]:
+                        del items["in_flight"][i]
+                        insort(items["bad"], i)
+                state.set_status(record, RUNNING)
                 continue
-            self._end_canceled(flow, record, reason)
+            self._end_canceled(state, flow, record, reason)
         state.paused_calls = []
         state.reason = reason
         state.status = CANCELING
@@ -154,9 +157,8 @@ class Operations:
         self._maybe_canceled(state)
 
     @staticmethod
-    def _end_canceled(flow: Flow, record: dict[str, Any], reason: str) -> None:
-        record["status"] = CANCELED
-        record["result"] = None
+    def _end_canceled(state: OrquestaState, flow: Flow, record: dict[str, Any], reason: str) -> None:
+        state.set_status(record, CANCELED)
         record["term"] = True  # where this branch stopped: its context reaches the output
         flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], CANCELED, None,
                                                  reason))
@@ -192,19 +194,17 @@ class Operations:
         if status != SUCCEEDED:  # interrupted by the revoke, or failed on its own: canceled either way
             status, result, error = CANCELED, None, f"{state.reason} ({error})" if error else state.reason
         if item is None:
-            record["status"] = status
-            record["result"] = result
+            state.set_status(record, status)
             record["term"] = True
             commands.append(ExecutionEnded(seq, record["id"], attempt, status, result, error))
         else:
             items = record["items"]
-            del items["in_flight"][item]
-            items["status"][item] = status
-            items["results"][item] = result if status == SUCCEEDED else error
-            items["done"] = max(items.get("done", -1), item)
-            commands.append(ItemEnded(seq, item, status, items["results"][item]))
+            item_book.ended(items, item, status)
+            result = result if status == SUCCEEDED else error
+            self.items.ended(seq, item, result)
+            commands.append(ItemEnded(seq, item, status, result))
             if not items["in_flight"]:
-                self._end_canceled(flow, record, state.reason or CANCELED_BY_REQUEST)
+                self._end_canceled(state, flow, record, state.reason or CANCELED_BY_REQUEST)
         self._maybe_canceled(state)
         return True
 
@@ -223,7 +223,7 @@ class Operations:
     def _respond(self, state: OrquestaState, flow: Flow, event: Responded) -> bool:
         """The response, checked against the ask's schema, is the task's result. Raises
         ValueError when no such task is waiting or the data does not match."""
-        waiting = sorted((r for r in state.latest_records()
+        waiting = sorted((r for r in state.active_records()
                           if r["id"] == event.task and r.get("status") == RUNNING and r.get("ask") is not None),
                          key=lambda r: r["seq"])
         if not waiting:  # (a failed run that has not finished still takes the answer it waits for)
@@ -248,11 +248,10 @@ class Operations:
         return True
 
     def _ask_expired(self, state: OrquestaState, flow: Flow, key: str) -> bool:
-        for record in state.latest_records():
-            ask = record.get("ask")
-            if ask is not None and ask.get("timer") == key and record.get("status") == RUNNING:
-                break
-        else:
+        parts = key.split(":")
+        record = state.active.get(int(parts[1])) if len(parts) == 3 and parts[1].isdigit() else None
+        ask = record.get("ask") if record is not None else None
+        if ask is None or ask.get("timer") != key or record.get("status") != RUNNING:
             return False
         del record["ask"]
         error = f"no response within {ask['seconds']:g} s"
@@ -273,8 +272,7 @@ class Operations:
                 task, route = name.rsplit("__r", 1)
                 requests.append({"task_id": task, "route": int(route)})
                 continue
-            routes = sorted(state.sequence[i]["route"] for k, i in state.tasks.items()
-                            if state.sequence[i]["id"] == name)
+            routes = sorted(route for task, route in map(split_key, state.tasks) if task == name)
             requests += [{"task_id": name, "route": r} for r in routes] or [{"task_id": name}]
         return requests
 

@@ -22,6 +22,7 @@ from typing import Any
 from ..engine.commands import Dispatch, ExecutionStarted, RunFinished, SetTimer, TaskEnded, TimerFired
 from ..engine.conductor import RunInfo
 from .conductor import OrquestaConductor
+from .items import LocalItems
 from .state import OrquestaState
 from .workflow import OrquestaWorkflow
 
@@ -31,16 +32,20 @@ MAX_WAVES = 100_000
 
 @dataclass
 class WaveRun:
-    """The outcome of a rehearsal stage: the final state plus what the run emitted."""
+    """The outcome of a rehearsal stage: the final state plus what the run emitted. `journal`
+    is the whole task sequence (the state keeps only the records decisions need) and `items` the
+    item values and results (which a shell keeps as rows); a rerun stage continues from both."""
 
     state: OrquestaState
     waves: int = 0
     calls: list[Dispatch] = field(default_factory=list)
     finished: Any = None  # the RunFinished command, if any
+    journal: list[tuple[str, int]] = field(default_factory=list)
+    items: LocalItems = field(default_factory=LocalItems)
 
     @property
     def sequence(self) -> list[tuple[str, int]]:
-        return [(r["id"], r["route"]) for r in self.state.sequence]
+        return list(self.journal)
 
     @property
     def status(self) -> str:
@@ -108,15 +113,24 @@ class Script:
 
 def rehearse_waves(workflow: OrquestaWorkflow, inputs: dict[str, Any] | None = None,
                    script: list[dict[str, Any]] | None = None, state: OrquestaState | None = None,
-                   rerun: list[dict[str, Any]] | None = None, is_rerun: bool = False) -> WaveRun:
-    """Run a workflow (or, with `state` and `is_rerun`, rerun a finished one) in waves."""
-    conductor = OrquestaConductor(workflow, RunInfo("rehearsal", dict(inputs or {})))
+                   rerun: list[dict[str, Any]] | None = None, is_rerun: bool = False,
+                   previous: WaveRun | None = None) -> WaveRun:
+    """Run a workflow (or, with `previous` or `state` and `is_rerun`, rerun a finished one) in
+    waves. `previous` is the earlier stage's WaveRun (its state, sequence and item results);
+    given only its `state`, the sequence before the rerun lists just the records it kept and a
+    with-items task keeps no result of the items it does not run again."""
+    if previous is not None:
+        state = previous.state
+        journal, items = list(previous.journal), previous.items
+    else:
+        journal, items = _journal_of(state) if state is not None else [], LocalItems()
+    conductor = OrquestaConductor(workflow, RunInfo("rehearsal", dict(inputs or {})), items=items, journal=journal)
     if state is None:
         state, commands = conductor.start()
     else:
         state = _round_trip(state)
         commands = conductor.rerun(state, rerun) if is_rerun else []
-    run = WaveRun(state)
+    run = WaveRun(state, journal=journal, items=conductor.items)
     outcomes = Script(script)
     units: dict[int, _Unit] = {}
     occurrences: dict[str, int] = {}
@@ -125,7 +139,7 @@ def rehearse_waves(workflow: OrquestaWorkflow, inputs: dict[str, Any] | None = N
         timers = []
         for command in cmds:
             if isinstance(command, ExecutionStarted):
-                record = run.state.sequence[command.seq - 1]
+                record = run.state.by_seq(command.seq)
                 spec = workflow.graph.tasks.get(command.task)
                 if spec is None:
                     continue  # an engine command
@@ -135,8 +149,8 @@ def rehearse_waves(workflow: OrquestaWorkflow, inputs: dict[str, Any] | None = N
                     continue
                 occurrence = occurrences.get(command.task, 0)
                 occurrences[command.task] = occurrence + 1
-                units[command.seq] = _Unit(command.seq, command.task, occurrence, items="items" in record
-                                           or spec.items is not None)
+                units[command.seq] = _Unit(command.seq, command.task, occurrence,
+                                           items=(record is not None and "items" in record) or spec.items is not None)
             elif isinstance(command, Dispatch):
                 run.calls.append(command)
                 unit = units.get(command.seq)
@@ -158,11 +172,11 @@ def rehearse_waves(workflow: OrquestaWorkflow, inputs: dict[str, Any] | None = N
         wave = [u for u in units.values() if not u.stuck and (u.waiting or u.in_flight)]
         if not wave:
             break
-        routes = {u.seq: run.state.sequence[u.seq - 1]["route"] for u in wave}
+        routes = {u.seq: run.journal[u.seq - 1][1] for u in wave}
         wave.sort(key=lambda u: (u.task, routes[u.seq]))
         events = []
         for unit in wave:
-            attempt = run.state.sequence[unit.seq - 1]["attempt"]
+            attempt = run.state.by_seq(unit.seq)["attempt"]
             if unit.items:
                 item = outcomes.next_item(unit.task, unit.occurrence, unit.in_flight)
                 item = min(unit.in_flight) if item is None else item
@@ -185,3 +199,11 @@ def rehearse_waves(workflow: OrquestaWorkflow, inputs: dict[str, Any] | None = N
 
 def _round_trip(state: OrquestaState) -> OrquestaState:
     return OrquestaState.from_dict(json.loads(json.dumps(state.to_dict())), state.vars)
+
+
+def _journal_of(state: OrquestaState) -> list[tuple[str, int]]:
+    """The task sequence as far as the state still knows it (pruned records are blanks)."""
+    journal: list[tuple[str, int]] = [("", 0)] * (state.next_seq - 1)
+    for seq, record in state.records.items():
+        journal[seq - 1] = (record["id"], record["route"])
+    return journal

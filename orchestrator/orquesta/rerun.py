@@ -5,6 +5,9 @@ record (with the input context and inbound links of the one it repeats) and is s
 with-items task keeps its succeeded items and reruns the others (all of them with
 `reset_items`). Terminal tasks that had satisfied transitions are resumed too, so work staged
 before the failure (a sibling branch's next task, a ready join) continues.
+
+What follows from a task is found through the state's `links` (task and route to the tasks
+and routes staged from it), since executions superseded by later ones are no longer kept.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from . import items as item_book
 from .graph import OrquestaGraph
 from .state import ABENDED, OrquestaState, key_of
 
@@ -30,11 +34,11 @@ def request_rerun(state: OrquestaState, graph: OrquestaGraph, tasks: list[dict[s
     if unknown:
         raise ValueError(f"cannot rerun tasks that did not run: {', '.join(sorted(unknown))}")
     if not requests:
-        candidates = {key_of(r["id"], r["route"]): (i, r) for i, r in enumerate(state.sequence)
+        candidates = {key_of(r["id"], r["route"]): (r["seq"] - 1, r) for r in state.records.values()
                       if r.get("term") and r.get("status") in ABENDED}
     else:
         keep = _collapse(state, requests)
-        candidates = {k: (state.tasks[k], state.record(r["task_id"], r["route"]))
+        candidates = {k: (state.tasks[k] - 1, state.record(r["task_id"], r["route"]))
                       for k, r in requests.items() if k in keep}
     if not candidates:
         raise ValueError("nothing to rerun: no terminal task failed")
@@ -45,6 +49,7 @@ def request_rerun(state: OrquestaState, graph: OrquestaGraph, tasks: list[dict[s
     for record in state.terminal():
         if any(record["next"].values()):
             record.pop("term", None)
+    state.prune()
 
 
 def _rerun_task(state: OrquestaState, graph: OrquestaGraph, record: dict[str, Any], reset_items: bool) -> None:
@@ -55,7 +60,7 @@ def _rerun_task(state: OrquestaState, graph: OrquestaGraph, record: dict[str, An
     state.unstage(task_id, route)
     spec = graph.tasks.get(task_id)
     if spec is not None and spec.items is not None:
-        carry = None if reset_items else {k: record.get("items", {}).get(k, []) for k in ("status", "results")}
+        carry = None if reset_items else item_book.carry(record)
         state.stage(task_id, route, contexts, prev, True, carry=carry)
     else:
         state.add_record(task_id, route, contexts, prev)
@@ -64,29 +69,29 @@ def _rerun_task(state: OrquestaState, graph: OrquestaGraph, record: dict[str, An
         later.pop("term", None)
 
 
+def _reached(state: OrquestaState, task_id: str, route: int) -> set[str]:
+    """The task's key and every key staged (transitively) from it."""
+    start = key_of(task_id, route)
+    reached = {start}
+    queue = deque([start])
+    while queue:
+        for target in state.links.get(queue.popleft(), ()):
+            if target not in reached:
+                reached.add(target)
+                queue.append(target)
+    return reached
+
+
 def _downstream(state: OrquestaState, task_id: str, route: int) -> list[dict[str, Any]]:
     """Records that followed (transitively) from the task's executions on that route."""
-    found: list[dict[str, Any]] = []
-    queue = deque([(task_id, route)])
-    seen = {(task_id, route)}
-    while queue:
-        source, source_route = queue.popleft()
-        for record in state.sequence:
-            for index in record["prev"].values():
-                earlier = state.sequence[index]
-                if earlier["id"] == source and earlier["route"] == source_route:
-                    found.append(record)
-                    if (record["id"], record["route"]) not in seen:
-                        seen.add((record["id"], record["route"]))
-                        queue.append((record["id"], record["route"]))
-    return found
+    reached = _reached(state, task_id, route)
+    return [r for r in state.records.values() if any(source in reached for source in r["prev"].values())]
 
 
 def _collapse(state: OrquestaState, requests: dict[str, dict[str, Any]]) -> set[str]:
-    """Of several requested tasks, drop those whose downstream executions are all covered by
-    another request's (so one branch is not rerun twice)."""
-    reach = {k: {d["seq"] - 1 for d in _downstream(state, r["task_id"], r["route"])} | {state.tasks[k]}
-             for k, r in requests.items()}
+    """Of several requested tasks, drop those whose downstream tasks are all covered by another
+    request's (so one branch is not rerun twice)."""
+    reach = {k: _reached(state, r["task_id"], r["route"]) for k, r in requests.items()}
     if len(reach) == 1:
         return set(reach)
     return {k for k, mine in reach.items() if any(mine - other for j, other in reach.items() if j != k)}

@@ -2,29 +2,47 @@
 
 It follows Orquesta's own model, because its semantics depend on it:
 
-- `contexts`: context layers. Layer 0 holds the inputs and vars; every transition that publishes
-  adds a layer. A task's input context is its list of layer indexes (later layers win), so
-  branches keep their own data and a join merges the layers of its inbound branches.
+- `contexts`: context layers. Layer 0 holds the inputs and vars; a transition that publishes
+  gives its target a layer with the published values. A task's input context is its list of
+  layer indexes (later layers win, nested mappings merge), so branches keep their own data and
+  a join merges the layers of its inbound branches.
 - `routes`: route 0 is ``[]``; a split task reached through transition ``source__tK`` runs on
   the route extended by that id.
-- `sequence`: one record per task execution (and per engine command ``continue``/``fail``/
-  ``noop``), in creation order; a record's `seq` is its index + 1. `tasks` maps
-  ``"name__route"`` to the latest record of that task on that route.
+- `records`: task executions (and engine commands ``continue``/``fail``/``noop``) by `seq`,
+  numbered in creation order (Orquesta's task sequence index + 1). `tasks` maps
+  ``"name__rN"`` to the `seq` of the latest record of that task on that route.
 - `staged`: tasks that an inbound transition reached and that have not been handed out yet
-  (a join waits here until it is ready).
+  (a join waits here until it is ready). A staged entry's `prev` maps the inbound transition
+  (``source__tK``) to the key of the source record; `links` maps a key to the keys whose
+  records were staged from it (what a rerun's downstream walk follows).
 - Operations (operations.py): a record waiting for a `core.ask` answer carries `ask` (schema,
   prompt, timeout timer); a record whose delay came due while the run was paused carries
   `held`; `paused_calls` lists sub-workflow calls whose child run is paused; `reason` is set by
   a cancel request.
 
-Unlike the engine's compact state, the sequence grows with the run's history (reruns, routes
-and ``task_status()`` need it).
+What keeps a step's cost independent of the run's length:
+
+- Only the records decisions can still need are kept: the latest of every task on every route
+  (``task_status()``, joins, reruns by name) and the terminal ones (the output, reruns of failed
+  tasks). An execution superseded by a later one of the same task and route leaves the state,
+  so a loop keeps one record however many times it went round.
+- Layers are folded as they are added: a context list is the root layer plus, in the usual
+  case, one layer that composes everything published since (``compose`` is exact: it refuses
+  the one case that cannot be folded, a mapping published over a non-mapping, and the layers
+  then stay apart). Layers nothing refers to any more are dropped now and then (``compact``).
+- The records in flight (`active`) and the statuses of the latest records (`counts`) are
+  indexed; the indexes are rebuilt when the state is loaded, never stored.
+- With-items values and results live outside the state (items.py), as in the engine.
+
+``from_dict`` also reads the shape written before (a `sequence` list holding every execution,
+`prev` as sequence indexes, item values and results in the record).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 RUNNING = "running"
@@ -46,6 +64,8 @@ ABENDED = frozenset({FAILED, TIMEOUT, ABANDONED})
 COMPLETED = frozenset({SUCCEEDED, FAILED, TIMEOUT, ABANDONED, CANCELED})
 HANDING_OUT = frozenset({RUNNING, RESUMING})  # workflow statuses in which staged tasks start
 
+SHAPE = 2  # `version` of the stored shape written by to_dict (the earlier one had none)
+
 
 def merge(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
     """Deep merge `right` into a copy of `left`: nested mappings merge, other values replace."""
@@ -58,8 +78,40 @@ def merge(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class Uncomposable(Exception):
+    """Two layers that no single layer can replace (see compose)."""
+
+
+def compose(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    """One layer that merges into any context exactly as `left` then `right` do.
+
+    Nested mappings compose; other values replace. A mapping in `right` over a non-mapping in
+    `left` cannot be composed (applied in turn, the non-mapping would first replace whatever
+    the context holds, so the mapping must not merge into it) and raises Uncomposable. Neither
+    argument is modified; unchanged values are shared, not copied."""
+    out = dict(left)
+    for key, value in right.items():
+        if key in out and isinstance(value, dict):
+            old = out[key]
+            if not isinstance(old, dict):
+                raise Uncomposable(key)
+            out[key] = compose(old, value)
+        else:
+            out[key] = value
+    return out
+
+
 def key_of(task: str, route: int) -> str:
     return f"{task}__r{route}"
+
+
+def split_key(key: str) -> tuple[str, int]:
+    task, _, route = key.rpartition("__r")
+    return task, int(route)
+
+
+def record_key(record: dict[str, Any]) -> str:
+    return key_of(record["id"], record["route"])
 
 
 @dataclass
@@ -69,7 +121,7 @@ class OrquestaState:
     status: str = RUNNING
     contexts: list[dict[str, Any]] = field(default_factory=list)
     routes: list[list[str]] = field(default_factory=lambda: [[]])
-    sequence: list[dict[str, Any]] = field(default_factory=list)
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, int] = field(default_factory=dict)
     staged: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -80,51 +132,135 @@ class OrquestaState:
     reason: str | None = None
     # [seq, attempt, item] of sub-workflow calls whose child run is paused (not running, for a pause).
     paused_calls: list[list[Any]] = field(default_factory=list)
+    next_seq: int = 1
+    links: dict[str, list[str]] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
+    # Indexes, rebuilt by from_dict, never stored: the latest records whose status is active (by
+    # seq), and how many latest records have each status.
+    active: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    counts: Counter = field(default_factory=Counter, repr=False, compare=False)
+    # (task, route) of every record created, in seq order, when someone keeps it (rehearsals).
+    journal: list[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
+    _compact_at: int = field(default=16, repr=False, compare=False)
 
     # Serialisation ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything but `vars` (published values, which the store keeps as rows of their own)."""
-        data = copy.deepcopy(asdict(self))
-        data.pop("vars")
-        data["kind"] = "orquesta"
-        return data
+        """Everything but `vars` (published values, which the store keeps as rows of their own)
+        and the indexes. Not a copy: the caller serialises it before the state changes again."""
+        return {"kind": "orquesta", "version": SHAPE, "status": self.status, "contexts": self.contexts,
+                "routes": self.routes, "records": list(self.records.values()), "tasks": self.tasks,
+                "staged": self.staged, "errors": self.errors, "output": self.output, "reruns": self.reruns,
+                "finished": self.finished, "reason": self.reason, "paused_calls": self.paused_calls,
+                "next_seq": self.next_seq, "links": self.links}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], variables: dict[str, Any] | None = None) -> "OrquestaState":
-        data = copy.deepcopy(dict(data))
-        data.pop("kind", None)
-        for record in data.get("sequence", []):
+        """The state `to_dict` wrote (either shape). Takes ownership of `data`'s contents, which
+        must not be shared (a freshly decoded JSON document is what the shell passes)."""
+        if "records" not in data:
+            data = _from_first_shape(data)
+        records = {record["seq"]: record for record in data.get("records", [])}
+        for record in records.values():
             items = record.get("items")
-            if items is not None:
-                items["in_flight"] = {int(k): v for k, v in items.get("in_flight", {}).items()}
-        return cls(**data, vars=dict(variables or {}))
+            if items is not None and items["in_flight"]:
+                items["in_flight"] = {int(k): v for k, v in items["in_flight"].items()}
+        state = cls(status=data.get("status", RUNNING), contexts=data.get("contexts", []),
+                    routes=data.get("routes", [[]]), records=records, tasks=data.get("tasks", {}),
+                    staged=data.get("staged", []), errors=data.get("errors", []), output=data.get("output"),
+                    reruns=data.get("reruns", []), finished=data.get("finished", False),
+                    reason=data.get("reason"), paused_calls=data.get("paused_calls", []),
+                    next_seq=data.get("next_seq", max(records, default=0) + 1), links=data.get("links", {}),
+                    vars=dict(variables or {}))
+        state.reindex()
+        return state
+
+    def reindex(self) -> None:
+        """Rebuild `active` and `counts` from the latest records; set when to compact next."""
+        self.active = {}
+        self.counts = Counter()
+        for seq in self.tasks.values():
+            record = self.records[seq]
+            status = record.get("status")
+            self.counts[status] += 1
+            if status in ACTIVE:
+                self.active[seq] = record
+        self.active = dict(sorted(self.active.items()))
+        self._set_compaction_mark(len(self._live_layers()))
 
     # Records ----------------------------------------------------------------------------------
 
     def record(self, task: str, route: int) -> dict[str, Any] | None:
-        index = self.tasks.get(key_of(task, route))
-        return None if index is None else self.sequence[index]
+        seq = self.tasks.get(key_of(task, route))
+        return None if seq is None else self.records[seq]
 
-    def add_record(self, task: str, route: int, contexts: list[int], prev: dict[str, int]) -> dict[str, Any]:
+    def by_seq(self, seq: int) -> dict[str, Any] | None:
+        return self.records.get(seq)
+
+    def add_record(self, task: str, route: int, contexts: list[int], prev: dict[str, str]) -> dict[str, Any]:
+        """A new execution record, now the latest of its task and route; the one it supersedes
+        leaves the state unless it is terminal."""
+        key = key_of(task, route)
+        old_seq = self.tasks.get(key)
+        if old_seq is not None:
+            old = self.records[old_seq]
+            self._count(old.get("status"), -1, old)
+            if not old.get("term"):
+                del self.records[old_seq]
+        seq = self.next_seq
+        self.next_seq += 1
         record = {"id": task, "route": route, "ctxs": {"in": list(contexts)}, "prev": dict(prev), "next": {},
-                  "seq": len(self.sequence) + 1, "attempt": 1}
-        self.sequence.append(record)
-        self.tasks[key_of(task, route)] = len(self.sequence) - 1
+                  "seq": seq, "attempt": 1}
+        self.records[seq] = record
+        self.tasks[key] = seq
+        self._count(None, 1, record)
+        for source in record["prev"].values():
+            targets = self.links.setdefault(source, [])
+            if key not in targets:
+                targets.append(key)
+        if self.journal is not None:
+            self.journal.append((task, route))
         return record
 
+    def set_status(self, record: dict[str, Any], status: str) -> None:
+        """Every status change of a record goes through here (it keeps the indexes)."""
+        old = record.get("status")
+        record["status"] = status
+        if self.tasks.get(record_key(record)) == record["seq"]:
+            self._count(old, -1, record)
+            self._count(status, 1, record)
+
+    def _count(self, status: str | None, delta: int, record: dict[str, Any]) -> None:
+        self.counts[status] += delta
+        if status in ACTIVE:
+            if delta > 0:
+                self.active[record["seq"]] = record
+            else:
+                self.active.pop(record["seq"], None)
+
     def latest_records(self) -> list[dict[str, Any]]:
-        return [self.sequence[i] for i in self.tasks.values()]
+        return [self.records[seq] for seq in self.tasks.values()]
+
+    def active_records(self) -> list[dict[str, Any]]:
+        """The latest records whose status is active, in seq order."""
+        return [self.active[seq] for seq in sorted(self.active)]
 
     def has_active(self) -> bool:
-        return any(r.get("status") in ACTIVE for r in self.latest_records())
+        return bool(self.active)
 
     def has_status(self, statuses: set[str] | frozenset[str]) -> bool:
-        return any(r.get("status") in statuses for r in self.latest_records())
+        return any(self.counts.get(status, 0) > 0 for status in statuses)
 
     def terminal(self) -> list[dict[str, Any]]:
-        return [r for r in self.sequence if r.get("term")]
+        return [r for r in self.records.values() if r.get("term")]
+
+    def prune(self) -> None:
+        """Drop records that are neither the latest of their task and route nor terminal."""
+        latest = set(self.tasks.values())
+        for seq in [s for s, r in self.records.items() if s not in latest and not r.get("term")]:
+            del self.records[seq]
+
+    # Contexts ---------------------------------------------------------------------------------
 
     def context(self, indexes: list[int]) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -136,6 +272,79 @@ class OrquestaState:
         self.contexts.append(copy.deepcopy(values))
         return len(self.contexts) - 1
 
+    def derive(self, indexes: list[int], published: dict[str, Any]) -> list[int]:
+        """The context list of a transition's target: `indexes` then a layer of `published`
+        values, folded into the last layer after the root when that is exact."""
+        out = list(indexes)
+        if not published:
+            return out
+        layer = copy.deepcopy(published)
+        if len(out) >= 2 and out[0] == 0:
+            try:
+                layer = compose(self.contexts[out[-1]], layer)
+            except Uncomposable:
+                pass
+            else:
+                out.pop()
+        self.contexts.append(layer)
+        out.append(len(self.contexts) - 1)
+        return out
+
+    def fold(self, indexes: list[int]) -> list[int]:
+        """The same context in as few layers as exact: the root, then consecutive layers composed
+        into one (a join's list is its branches' lists one after the other)."""
+        if len(indexes) <= 2:
+            return list(indexes)
+        head = 1 if indexes[0] == 0 else 0
+        out = list(indexes[:head])
+        current: int | None = None   # index of the layer being built on
+        built: dict[str, Any] | None = None   # its composition with the next ones, if any
+        for index in indexes[head:]:
+            if current is None:
+                current = index
+                continue
+            try:
+                built = compose(self.contexts[current] if built is None else built, self.contexts[index])
+            except Uncomposable:
+                out.append(self._keep(current, built))
+                current, built = index, None
+        if current is not None:
+            out.append(self._keep(current, built))
+        return out
+
+    def _keep(self, index: int, built: dict[str, Any] | None) -> int:
+        if built is None:
+            return index
+        self.contexts.append(built)
+        return len(self.contexts) - 1
+
+    def _live_layers(self) -> set[int]:
+        used = {0} if self.contexts else set()
+        for record in self.records.values():
+            used.update(record["ctxs"]["in"])
+        for entry in self.staged:
+            used.update(entry["ctxs"]["in"])
+        return used
+
+    def _set_compaction_mark(self, live: int) -> None:
+        # compacting costs a pass over the records and staged entries: do it once that many
+        # layers (and at least as many as are live) have been added since
+        self._compact_at = live + max(live, len(self.records) + len(self.staged), 16)
+
+    def maybe_compact(self) -> None:
+        if len(self.contexts) > self._compact_at:
+            self.compact()
+
+    def compact(self) -> None:
+        """Drop the layers nothing refers to and renumber the others (layer 0 stays 0)."""
+        used = sorted(self._live_layers())
+        if len(used) < len(self.contexts):
+            renumber = {old: new for new, old in enumerate(used)}
+            self.contexts = [self.contexts[i] for i in used]
+            for holder in [*self.records.values(), *self.staged]:
+                holder["ctxs"]["in"] = [renumber[i] for i in holder["ctxs"]["in"]]
+        self._set_compaction_mark(len(used))
+
     # Staging ----------------------------------------------------------------------------------
 
     def staged_entry(self, task: str, route: int) -> dict[str, Any] | None:
@@ -144,7 +353,7 @@ class OrquestaState:
                 return entry
         return None
 
-    def stage(self, task: str, route: int, contexts: list[int], prev: dict[str, int], ready: bool,
+    def stage(self, task: str, route: int, contexts: list[int], prev: dict[str, str], ready: bool,
               **extra: Any) -> dict[str, Any]:
         entry = {"id": task, "route": route, "ctxs": {"in": list(contexts)}, "prev": dict(prev), "ready": ready}
         entry.update(extra)
@@ -188,3 +397,39 @@ class OrquestaState:
                         return self.status_of(task, route - back - 1)
             return UNSET
         return record.get("status", UNSET)
+
+
+# The first stored shape ------------------------------------------------------------------------
+
+def _from_first_shape(data: dict[str, Any]) -> dict[str, Any]:
+    """A state written before records were pruned: every execution in `sequence` (seq = index
+    + 1), `tasks` and `prev` holding sequence indexes, item values and results in the records.
+    Returns the current shape (only the latest and terminal records kept)."""
+    from .items import from_first_shape as items_from_first_shape
+
+    data = dict(data)
+    sequence = data.pop("sequence", [])
+
+    def key_at(index: int) -> str:
+        return record_key(sequence[index])
+
+    links: dict[str, list[str]] = {}
+    for record in sequence:
+        record["prev"] = {backref: key_at(index) for backref, index in record.get("prev", {}).items()}
+        for source in record["prev"].values():
+            targets = links.setdefault(source, [])
+            if record_key(record) not in targets:
+                targets.append(record_key(record))
+    for entry in data.get("staged", []):
+        entry["prev"] = {backref: key_at(index) for backref, index in entry.get("prev", {}).items()}
+    tasks = {key: index + 1 for key, index in data.get("tasks", {}).items()}
+    latest = set(tasks.values())
+    records = []
+    for record in sequence:
+        if record["seq"] in latest or record.get("term"):
+            record.pop("result", None)
+            if record.get("items") is not None:
+                record["items"] = items_from_first_shape(record["items"])
+            records.append(record)
+    data.update(records=records, tasks=tasks, links=links, next_seq=len(sequence) + 1)
+    return data

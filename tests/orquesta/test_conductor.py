@@ -330,7 +330,7 @@ def test_with_items_window_and_results_in_item_order():
     first_end = next(i for i, c in enumerate(run.commands) if type(c).__name__ == "ItemEnded")
     assert sum(isinstance(c, Dispatch) for c in run.commands[:first_end]) == 2
     assert run.finished.output == {"out": ["A", "B", "C", "D", "E"]}
-    assert run.state.sequence[0]["id"] == "t" and len(run.state.sequence) == 2   # t, continue
+    assert [task for task, _ in run.sequence] == ["t", "continue"]
 
 
 def test_with_items_failure_stops_new_items_and_fails_the_task():
@@ -390,14 +390,14 @@ def test_retry_reuses_the_record_with_a_delay():
     assert run.timers == ["dispatch:1:2", "dispatch:1:3"]
     assert [c.seconds for c in run.of(SetTimer)] == [3.0, 3.0]
     assert [(c.task, c.attempt) for c in run.of(ExecutionStarted)] == [("t", 1), ("t", 2), ("t", 3), ("u", 1)]
-    assert [r["id"] for r in run.state.sequence] == ["t", "u"]
+    assert [task for task, _ in run.sequence] == ["t", "u"]
     assert run.finished.status == "succeeded"
 
 
 def test_exhausted_retries_then_transitions_apply():
     run = drive(RETRY, outcome=lambda call: ("failed", "down") if call.task == "t" else ("succeeded", None))
     assert [c.attempt for c in run.calls] == [1, 2, 3]
-    assert [r["id"] for r in run.state.sequence] == ["t", "noop"]
+    assert [task for task, _ in run.sequence] == ["t", "noop"]
     assert run.finished.status == "succeeded"
 
 
@@ -531,7 +531,7 @@ tasks:
 def test_rerun_failed_terminal_tasks_resumes_other_branches():
     first = waves(PARALLEL, script=[{"task": "a1", "occurrence": 0, "status": "failed"}])
     assert first.status == "failed" and labels(first) == ["a1", "b1"]
-    second = rehearse_waves(wf(PARALLEL), {}, [], state=first.state, is_rerun=True)
+    second = rehearse_waves(wf(PARALLEL), {}, [], previous=first, is_rerun=True)
     # the rerun record is created at the rerun request; b2 was staged before the failure
     assert labels(second) == ["a1", "b1", "a1", "b2", "a2"]
     assert second.status == "succeeded"
@@ -552,10 +552,13 @@ def test_rerun_named_task_and_refusals():
 def test_rerun_with_items_keeps_succeeded_items():
     first = waves(ITEMS, script=[{"task": "t", "occurrence": 0, "item_id": 1, "status": "failed"}])
     assert first.status == "failed"
-    second = rehearse_waves(wf(ITEMS), {}, [], state=first.state, is_rerun=True)
+    second = rehearse_waves(wf(ITEMS), {}, [], previous=first, is_rerun=True)
     assert second.status == "succeeded"
     reran = [c.item for c in second.calls]
     assert 0 not in reran and 1 in reran
+    # given only the state, the rerun still knows which items succeeded (not their results)
+    third = rehearse_waves(wf(ITEMS), {}, [], state=first.state, is_rerun=True)
+    assert [c.item for c in third.calls] == reran and third.status == "succeeded"
 
 
 def test_a_runaway_loop_hits_the_execution_limit():

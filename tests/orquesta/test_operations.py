@@ -1,8 +1,6 @@
 """Operations on Orquesta runs, driven event by event as the shell does: pause, resume, cancel,
 core.ask answers and timeouts, a paused sub-workflow call, reruns by task name."""
 
-import json
-
 import pytest
 
 from orchestrator.engine.commands import (
@@ -23,9 +21,9 @@ from orchestrator.engine.commands import (
 )
 from orchestrator.engine.conductor import RunInfo
 from orchestrator.engine.timers import CANCEL_CHECK
-from orchestrator.orquesta import OrquestaConductor, OrquestaState, RerunError
+from orchestrator.orquesta import OrquestaConductor, RerunError
 
-from .helpers import wf
+from .helpers import reloaded, wf
 
 CHAIN = """
 version: 1.0
@@ -106,7 +104,7 @@ class Run:
         self.state, self.started = self.conductor.start()
 
     def __call__(self, *events):
-        self.state = OrquestaState.from_dict(json.loads(json.dumps(self.state.to_dict())), self.state.vars)
+        self.state = reloaded(self.state)
         return self.conductor.apply_all(self.state, list(events))
 
     def ended(self, call: Dispatch, status: str = "succeeded", result=None, error=None):
@@ -221,7 +219,7 @@ def test_a_delay_held_by_a_pause_ends_canceled_on_cancel():
     run = Run(PARALLEL)
     run(Control("pause"))
     run(TimerFired("dispatch:3:1"))
-    assert run.state.sequence[2].get("held")
+    assert run.state.by_seq(3).get("held")
     canceled = run(Control("cancel"))
     assert ExecutionEnded(3, "w", 1, "canceled", None, "canceled by request") in canceled
     assert only(canceled, CancelTimer) == []  # its timer already fired
@@ -349,7 +347,7 @@ def test_core_ask_ttl_is_in_minutes_and_a_bad_timeout_fails_the_task():
     failed = [c for c in run.started if isinstance(c, ExecutionEnded)]
     assert failed[0].status == "failed" and "timeout must be a positive number" in failed[0].error
     no_timeout = Run(ASK.replace("      timeout: 5\n", ""))
-    assert only(no_timeout.started, SetTimer) == [] and no_timeout.state.sequence[0]["ask"]["schema"]
+    assert only(no_timeout.started, SetTimer) == [] and no_timeout.state.by_seq(1)["ask"]["schema"]
 
 
 def test_an_ask_is_not_a_running_call_for_pause_and_is_canceled_at_once():
