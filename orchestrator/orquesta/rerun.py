@@ -6,8 +6,9 @@ with-items task keeps its succeeded items and reruns the others (all of them wit
 `reset_items`). Terminal tasks that had satisfied transitions are resumed too, so work staged
 before the failure (a sibling branch's next task, a ready join) continues.
 
-What follows from a task is found through the state's `links` (task and route to the tasks
-and routes staged from it), since executions superseded by later ones are no longer kept.
+What follows from a task is found by task and route (OrquestaState.downstream: the kept
+records' `prev` and the state's `links`), since executions superseded by later ones are no
+longer kept.
 """
 
 from __future__ import annotations
@@ -69,13 +70,15 @@ def _rerun_task(state: OrquestaState, graph: OrquestaGraph, record: dict[str, An
         later.pop("term", None)
 
 
-def _reached(state: OrquestaState, task_id: str, route: int) -> set[str]:
+def _reached(state: OrquestaState, task_id: str, route: int,
+             graph: dict[str, set[str]] | None = None) -> set[str]:
     """The task's key and every key staged (transitively) from it."""
+    graph = state.downstream() if graph is None else graph
     start = key_of(task_id, route)
     reached = {start}
     queue = deque([start])
     while queue:
-        for target in state.links.get(queue.popleft(), ()):
+        for target in graph.get(queue.popleft(), ()):
             if target not in reached:
                 reached.add(target)
                 queue.append(target)
@@ -91,7 +94,8 @@ def _downstream(state: OrquestaState, task_id: str, route: int) -> list[dict[str
 def _collapse(state: OrquestaState, requests: dict[str, dict[str, Any]]) -> set[str]:
     """Of several requested tasks, drop those whose downstream tasks are all covered by another
     request's (so one branch is not rerun twice)."""
-    reach = {k: _reached(state, r["task_id"], r["route"]) for k, r in requests.items()}
+    graph = state.downstream()
+    reach = {k: _reached(state, r["task_id"], r["route"], graph) for k, r in requests.items()}
     if len(reach) == 1:
         return set(reach)
     return {k for k, mine in reach.items() if any(mine - other for j, other in reach.items() if j != k)}

@@ -12,9 +12,10 @@ It follows Orquesta's own model, because its semantics depend on it:
   numbered in creation order (Orquesta's task sequence index + 1). `tasks` maps
   ``"name__rN"`` to the `seq` of the latest record of that task on that route.
 - `staged`: tasks that an inbound transition reached and that have not been handed out yet
-  (a join waits here until it is ready). A staged entry's `prev` maps the inbound transition
-  (``source__tK``) to the key of the source record; `links` maps a key to the keys whose
-  records were staged from it (what a rerun's downstream walk follows).
+  (a join waits here until it is ready). A staged entry's (and a record's) `prev` maps the
+  inbound transition (``source__tK``) to the key of the source record. What a rerun's
+  downstream walk follows is the `prev` of the records kept plus `links`: for each key, the
+  keys of records that were staged from it and have left the state since.
 - Operations (operations.py): a record waiting for a `core.ask` answer carries `ask` (schema,
   prompt, timeout timer); a record whose delay came due while the run was paused carries
   `held`; `paused_calls` lists sub-workflow calls whose child run is paused; `reason` is set by
@@ -206,7 +207,7 @@ class OrquestaState:
             old = self.records[old_seq]
             self._count(old.get("status"), -1, old)
             if not old.get("term"):
-                del self.records[old_seq]
+                self._drop(old)
         seq = self.next_seq
         self.next_seq += 1
         record = {"id": task, "route": route, "ctxs": {"in": list(contexts)}, "prev": dict(prev), "next": {},
@@ -214,10 +215,6 @@ class OrquestaState:
         self.records[seq] = record
         self.tasks[key] = seq
         self._count(None, 1, record)
-        for source in record["prev"].values():
-            targets = self.links.setdefault(source, [])
-            if key not in targets:
-                targets.append(key)
         if self.journal is not None:
             self.journal.append((task, route))
         return record
@@ -257,8 +254,21 @@ class OrquestaState:
     def prune(self) -> None:
         """Drop records that are neither the latest of their task and route nor terminal."""
         latest = set(self.tasks.values())
-        for seq in [s for s, r in self.records.items() if s not in latest and not r.get("term")]:
-            del self.records[seq]
+        for record in [r for s, r in self.records.items() if s not in latest and not r.get("term")]:
+            self._drop(record)
+
+    def _drop(self, record: dict[str, Any]) -> None:
+        """A record leaves the state; its inbound links stay in `links`."""
+        del self.records[record["seq"]]
+        _link(self.links, record)
+
+    def downstream(self) -> dict[str, set[str]]:
+        """For each key, the keys of records (kept or gone) that were staged from it."""
+        graph = {source: set(targets) for source, targets in self.links.items()}
+        for record in self.records.values():
+            for source in record["prev"].values():
+                graph.setdefault(source, set()).add(record_key(record))
+        return graph
 
     # Contexts ---------------------------------------------------------------------------------
 
@@ -399,6 +409,14 @@ class OrquestaState:
         return record.get("status", UNSET)
 
 
+def _link(links: dict[str, list[str]], record: dict[str, Any]) -> None:
+    key = record_key(record)
+    for source in record["prev"].values():
+        targets = links.setdefault(source, [])
+        if key not in targets:
+            targets.append(key)
+
+
 # The first stored shape ------------------------------------------------------------------------
 
 def _from_first_shape(data: dict[str, Any]) -> dict[str, Any]:
@@ -413,23 +431,21 @@ def _from_first_shape(data: dict[str, Any]) -> dict[str, Any]:
     def key_at(index: int) -> str:
         return record_key(sequence[index])
 
-    links: dict[str, list[str]] = {}
     for record in sequence:
         record["prev"] = {backref: key_at(index) for backref, index in record.get("prev", {}).items()}
-        for source in record["prev"].values():
-            targets = links.setdefault(source, [])
-            if record_key(record) not in targets:
-                targets.append(record_key(record))
     for entry in data.get("staged", []):
         entry["prev"] = {backref: key_at(index) for backref, index in entry.get("prev", {}).items()}
     tasks = {key: index + 1 for key, index in data.get("tasks", {}).items()}
     latest = set(tasks.values())
     records = []
+    links: dict[str, list[str]] = {}
     for record in sequence:
         if record["seq"] in latest or record.get("term"):
             record.pop("result", None)
             if record.get("items") is not None:
                 record["items"] = items_from_first_shape(record["items"])
             records.append(record)
+        else:
+            _link(links, record)
     data.update(records=records, tasks=tasks, links=links, next_seq=len(sequence) + 1)
     return data

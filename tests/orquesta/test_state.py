@@ -90,7 +90,7 @@ def test_loading_the_first_shape_keeps_only_the_latest_and_terminal_records():
     state = OrquestaState.from_dict(copy.deepcopy(FIRST_SHAPE["loop"]["state"]))
     assert sorted(state.records) == [1, 5] and state.next_seq == 6
     assert state.record("step", 0)["prev"] == {"step__t0": "step__r0"}
-    assert state.links == {"init__r0": ["step__r0"], "step__r0": ["step__r0"]}
+    assert state.links == {"init__r0": ["step__r0"], "step__r0": ["step__r0"]}  # from the steps that left
     assert list(state.active) == [5] and state.has_active()
 
 
