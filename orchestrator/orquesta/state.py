@@ -32,7 +32,8 @@ What keeps a step's cost independent of the run's length:
   the one case that cannot be folded, a mapping published over a non-mapping, and the layers
   then stay apart). Layers nothing refers to any more are dropped now and then (``compact``).
 - The records in flight (`active`) and the statuses of the latest records (`counts`) are
-  indexed; the indexes are rebuilt when the state is loaded, never stored.
+  indexed, and stored with the state (`index`), so loading it does not go through every
+  record (``reindex`` rebuilds them from the records).
 - With-items values and results live outside the state (items.py), as in the engine.
 
 ``from_dict`` also reads the shape written before (a `sequence` list holding every execution,
@@ -147,13 +148,15 @@ class OrquestaState:
     # Serialisation ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything but `vars` (published values, which the store keeps as rows of their own)
-        and the indexes. Not a copy: the caller serialises it before the state changes again."""
+        """Everything but `vars` (published values, which the store keeps as rows of their own).
+        Not a copy: the caller serialises it before the state changes again."""
+        index = {"active": list(self.active), "counts": [[s, n] for s, n in self.counts.items() if n],
+                 "compact_at": self._compact_at}
         return {"kind": "orquesta", "version": SHAPE, "status": self.status, "contexts": self.contexts,
                 "routes": self.routes, "records": list(self.records.values()), "tasks": self.tasks,
                 "staged": self.staged, "errors": self.errors, "output": self.output, "reruns": self.reruns,
                 "finished": self.finished, "reason": self.reason, "paused_calls": self.paused_calls,
-                "next_seq": self.next_seq, "links": self.links}
+                "next_seq": self.next_seq, "links": self.links, "index": index}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], variables: dict[str, Any] | None = None) -> "OrquestaState":
@@ -162,7 +165,8 @@ class OrquestaState:
         if "records" not in data:
             data = _from_first_shape(data)
         records = {record["seq"]: record for record in data.get("records", [])}
-        for record in records.values():
+        index = data.get("index")
+        for record in records.values() if index is None else (records[seq] for seq in index["active"]):
             items = record.get("items")
             if items is not None and items["in_flight"]:
                 items["in_flight"] = {int(k): v for k, v in items["in_flight"].items()}
@@ -173,7 +177,12 @@ class OrquestaState:
                     reason=data.get("reason"), paused_calls=data.get("paused_calls", []),
                     next_seq=data.get("next_seq", max(records, default=0) + 1), links=data.get("links", {}),
                     vars=dict(variables or {}))
-        state.reindex()
+        if index is None:
+            state.reindex()
+        else:
+            state.active = {seq: records[seq] for seq in index["active"]}
+            state.counts = Counter({status: n for status, n in index["counts"]})
+            state._compact_at = index["compact_at"]
         return state
 
     def reindex(self) -> None:
