@@ -137,7 +137,7 @@ class OrquestaConductor(Operations):
             for name in self.graph.start:
                 state.stage(name, 0, [0], {}, True)
         self._advance(state, step)
-        state.maybe_compact()
+        state.end_step()
         return state, step.commands
 
     def apply(self, state: OrquestaState, event: Event) -> list[Command]:
@@ -175,7 +175,7 @@ class OrquestaConductor(Operations):
         if not accepted:
             return []
         self._advance(state, step)
-        state.maybe_compact()
+        state.end_step()
         if persist and not step.commands:  # the state changed: give the shell something to write
             step.commands.append(StatusChanged(state.status))
         return step.commands
@@ -198,7 +198,7 @@ class OrquestaConductor(Operations):
         state.paused_calls = []
         state.status = RESUMING
         self._advance(state, step)
-        state.maybe_compact()
+        state.end_step()
         return step.commands
 
     # Events ---------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ It follows Orquesta's own model, because its semantics depend on it:
   the route extended by that id.
 - `records`: task executions (and engine commands ``continue``/``fail``/``noop``) by `seq`,
   numbered in creation order (Orquesta's task sequence index + 1). `tasks` maps
-  ``"name__rN"`` to the `seq` of the latest record of that task on that route.
+  ``"name__rN"`` to the `seq` of the latest record of that task on that route. A latest record
+  that finished without being terminal (and without items) is kept in `done` instead, as a
+  row ``[id, route, status, attempt, contexts, prev, satisfied transitions]`` by seq (a
+  string): ``by_seq``/``record`` read either.
 - `staged`: tasks that an inbound transition reached and that have not been handed out yet
   (a join waits here until it is ready). A staged entry's (and a record's) `prev` maps the
   inbound transition (``source__tK``) to the key of the source record. What a rerun's
@@ -136,6 +139,7 @@ class OrquestaState:
     paused_calls: list[list[Any]] = field(default_factory=list)
     next_seq: int = 1
     links: dict[str, list[str]] = field(default_factory=dict)
+    done: dict[str, list[Any]] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
     # Indexes, rebuilt by from_dict, never stored: the latest records whose status is active (by
     # seq), and how many latest records have each status.
@@ -144,6 +148,7 @@ class OrquestaState:
     # (task, route) of every record created, in seq order, when someone keeps it (rehearsals).
     journal: list[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
     _compact_at: int = field(default=16, repr=False, compare=False)
+    _finished: set[int] = field(default_factory=set, repr=False, compare=False)  # to settle
 
     # Serialisation ----------------------------------------------------------------------------
 
@@ -156,7 +161,7 @@ class OrquestaState:
                 "routes": self.routes, "records": list(self.records.values()), "tasks": self.tasks,
                 "staged": self.staged, "errors": self.errors, "output": self.output, "reruns": self.reruns,
                 "finished": self.finished, "reason": self.reason, "paused_calls": self.paused_calls,
-                "next_seq": self.next_seq, "links": self.links, "index": index}
+                "next_seq": self.next_seq, "links": self.links, "done": self.done, "index": index}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], variables: dict[str, Any] | None = None) -> "OrquestaState":
@@ -176,7 +181,7 @@ class OrquestaState:
                     reruns=data.get("reruns", []), finished=data.get("finished", False),
                     reason=data.get("reason"), paused_calls=data.get("paused_calls", []),
                     next_seq=data.get("next_seq", max(records, default=0) + 1), links=data.get("links", {}),
-                    vars=dict(variables or {}))
+                    done=data.get("done", {}), vars=dict(variables or {}))
         if index is None:
             state.reindex()
         else:
@@ -190,7 +195,7 @@ class OrquestaState:
         self.active = {}
         self.counts = Counter()
         for seq in self.tasks.values():
-            record = self.records[seq]
+            record = self.by_seq(seq)
             status = record.get("status")
             self.counts[status] += 1
             if status in ACTIVE:
@@ -202,10 +207,16 @@ class OrquestaState:
 
     def record(self, task: str, route: int) -> dict[str, Any] | None:
         seq = self.tasks.get(key_of(task, route))
-        return None if seq is None else self.records[seq]
+        return None if seq is None else self.by_seq(seq)
 
     def by_seq(self, seq: int) -> dict[str, Any] | None:
-        return self.records.get(seq)
+        """The record; for one in `done`, a copy to read (changing it changes nothing)."""
+        record = self.records.get(seq)
+        if record is None:
+            row = self.done.get(str(seq))
+            if row is not None:
+                return _inflate(seq, row)
+        return record
 
     def add_record(self, task: str, route: int, contexts: list[int], prev: dict[str, str]) -> dict[str, Any]:
         """A new execution record, now the latest of its task and route; the one it supersedes
@@ -213,9 +224,12 @@ class OrquestaState:
         key = key_of(task, route)
         old_seq = self.tasks.get(key)
         if old_seq is not None:
-            old = self.records[old_seq]
+            old = self.by_seq(old_seq)
             self._count(old.get("status"), -1, old)
-            if not old.get("term"):
+            if str(old_seq) in self.done:
+                del self.done[str(old_seq)]
+                _link(self.links, old)
+            elif not old.get("term"):
                 self._drop(old)
         seq = self.next_seq
         self.next_seq += 1
@@ -235,6 +249,21 @@ class OrquestaState:
         if self.tasks.get(record_key(record)) == record["seq"]:
             self._count(old, -1, record)
             self._count(status, 1, record)
+            if status in COMPLETED:
+                self._finished.add(record["seq"])
+
+    def settle(self) -> None:
+        """At the end of a step: the latest records that finished in it, unless terminal (or
+        with items, or waiting for something), move to `done`."""
+        for seq in self._finished:
+            record = self.records.get(seq)
+            if (record is None or self.tasks.get(record_key(record)) != seq or record.get("status") not in COMPLETED
+                    or record.get("term") or any(k in record for k in ("items", "ask", "held", "waiting"))):
+                continue
+            del self.records[seq]
+            self.done[str(seq)] = [record["id"], record["route"], record["status"], record["attempt"],
+                                   record["ctxs"]["in"], record["prev"], [e for e, ok in record["next"].items() if ok]]
+        self._finished.clear()
 
     def _count(self, status: str | None, delta: int, record: dict[str, Any]) -> None:
         self.counts[status] += delta
@@ -245,7 +274,7 @@ class OrquestaState:
                 self.active.pop(record["seq"], None)
 
     def latest_records(self) -> list[dict[str, Any]]:
-        return [self.records[seq] for seq in self.tasks.values()]
+        return [self.by_seq(seq) for seq in self.tasks.values()]
 
     def active_records(self) -> list[dict[str, Any]]:
         """The latest records whose status is active, in seq order."""
@@ -274,9 +303,11 @@ class OrquestaState:
     def downstream(self) -> dict[str, set[str]]:
         """For each key, the keys of records (kept or gone) that were staged from it."""
         graph = {source: set(targets) for source, targets in self.links.items()}
-        for record in self.records.values():
-            for source in record["prev"].values():
-                graph.setdefault(source, set()).add(record_key(record))
+        kept = [(record_key(r), r["prev"]) for r in self.records.values()]
+        kept += [(key_of(row[0], row[1]), row[5]) for row in self.done.values()]
+        for key, prev in kept:
+            for source in prev.values():
+                graph.setdefault(source, set()).add(key)
         return graph
 
     # Contexts ---------------------------------------------------------------------------------
@@ -341,6 +372,8 @@ class OrquestaState:
         used = {0} if self.contexts else set()
         for record in self.records.values():
             used.update(record["ctxs"]["in"])
+        for row in self.done.values():
+            used.update(row[4])
         for entry in self.staged:
             used.update(entry["ctxs"]["in"])
         return used
@@ -348,9 +381,11 @@ class OrquestaState:
     def _set_compaction_mark(self, live: int) -> None:
         # compacting costs a pass over the records and staged entries: do it once that many
         # layers (and at least as many as are live) have been added since
-        self._compact_at = live + max(live, len(self.records) + len(self.staged), 16)
+        self._compact_at = live + max(live, len(self.records) + len(self.done) + len(self.staged), 16)
 
-    def maybe_compact(self) -> None:
+    def end_step(self) -> None:
+        """What the conductor calls once a step's events are applied: settle, compact if due."""
+        self.settle()
         if len(self.contexts) > self._compact_at:
             self.compact()
 
@@ -362,6 +397,8 @@ class OrquestaState:
             self.contexts = [self.contexts[i] for i in used]
             for holder in [*self.records.values(), *self.staged]:
                 holder["ctxs"]["in"] = [renumber[i] for i in holder["ctxs"]["in"]]
+            for row in self.done.values():
+                row[4] = [renumber[i] for i in row[4]]
         self._set_compaction_mark(len(used))
 
     # Staging ----------------------------------------------------------------------------------
@@ -416,6 +453,12 @@ class OrquestaState:
                         return self.status_of(task, route - back - 1)
             return UNSET
         return record.get("status", UNSET)
+
+
+def _inflate(seq: int, row: list[Any]) -> dict[str, Any]:
+    task, route, status, attempt, contexts, prev, satisfied = row
+    return {"id": task, "route": route, "ctxs": {"in": list(contexts)}, "prev": dict(prev),
+            "next": {edge: True for edge in satisfied}, "seq": seq, "attempt": attempt, "status": status}
 
 
 def _link(links: dict[str, list[str]], record: dict[str, Any]) -> None:
