@@ -70,8 +70,9 @@ def _check_widths(args: tuple, kwargs: dict) -> None:
 
 def _bounded_join(join: Callable[..., Any]) -> Callable[..., Any]:
     def bounded(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
-        _check_join(d, list(value) if not isinstance(value, (list, tuple)) else value)
-        return join(eval_ctx, value, d, attribute)
+        items = value if isinstance(value, (list, tuple)) else list(value)  # a generator is read once
+        _check_join(d, items)
+        return join(eval_ctx, items, d, attribute)
     bounded.jinja_pass_arg = join.jinja_pass_arg  # type: ignore[attr-defined]
     return bounded
 
@@ -96,7 +97,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if isinstance(getattr(__obj, "__self__", None), str):
             _check_widths(args, kwargs)
             if getattr(__obj, "__name__", "") == "join" and args:
-                _check_join(__obj.__self__, args[0] if isinstance(args[0], (list, tuple, range)) else list(args[0]))
+                if not isinstance(args[0], (list, tuple, range)):
+                    args = (list(args[0]), *args[1:])  # a generator is read once
+                _check_join(__obj.__self__, args[0])
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Any:

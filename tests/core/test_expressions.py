@@ -60,3 +60,12 @@ def test_truthy(value, expected):
 def test_compiled_templates_are_cached():
     E.evaluate("{{ cached + 1 }}", {"cached": 1})
     assert "{{ cached + 1 }}" in E._cache
+
+
+def test_join_of_a_generator_keeps_its_items():
+    """The join size check reads a generator (map, select) once and joins what it read."""
+    from orchestrator.engine.expressions import Evaluator
+
+    evaluator = Evaluator()
+    assert evaluator.evaluate("{{ ['b', 'a'] | map('upper') | join('+') }}", {}) == "B+A"
+    assert evaluator.evaluate("{{ '-'.join(['b', 'a'] | map('upper')) }}", {}) == "B-A"
