@@ -5,14 +5,18 @@ them out; ``apply(state, event)`` applies one TaskEnded/TimerFired; ``apply_all(
 applies several and then hands out once, which is Orquesta's wave: every task that became ready
 is handed out in (task name, route) order. ``rerun(state, tasks)`` resumes a finished run.
 
-Handing a task out creates its execution record (ExecutionStarted; its `seq` is the record's
-index + 1) and Dispatches its action with the rendered input, or sets a timer first when it has
+Handing a task out creates its execution record (ExecutionStarted; its `seq` is its place in
+Orquesta's task sequence, counting from 1) and Dispatches its action with the rendered input, or sets a timer first when it has
 a `delay` (or a retry delay). A task without an action, and a with-items task with no items, is
 completed by the engine at once. Engine commands get records of their own (ExecutionStarted and
 ExecutionEnded at once), as in Orquesta's task sequence. RunFinished is emitted once the workflow
 status is final and nothing is in flight (a fail-fast failure lets running siblings finish).
 Events that match nothing in flight are stale and yield []. The operators' events (Control,
 Responded, CallPaused, Rerun) are applied by the Operations mixin (operations.py).
+
+A step costs the same at the first task as at the ten-thousandth: the state keeps what
+decisions need, not the run's history (state.py), with-items values and results are read from
+an ItemStore (items.py), and each call ends with ``state.end_step()``.
 """
 
 from __future__ import annotations

@@ -318,10 +318,6 @@ class OrquestaState:
             merged = merge(merged, self.contexts[index])
         return merged
 
-    def add_context(self, values: dict[str, Any]) -> int:
-        self.contexts.append(copy.deepcopy(values))
-        return len(self.contexts) - 1
-
     def derive(self, indexes: list[int], published: dict[str, Any]) -> list[int]:
         """The context list of a transition's target: `indexes` then a layer of `published`
         values, folded into the last layer after the root when that is exact."""
