@@ -225,7 +225,7 @@ class OrquestaConductor(Operations):
             flow.complete(record, status, result)
             return True
         items = record.get("items")
-        if items is None or items["in_flight"].get(event.item) != event.attempt:
+        if items is None or item_book.flight_attempt(items, event.item) != event.attempt:
             return False
         item_book.ended(items, event.item, status)
         self.items.ended(record["seq"], event.item, result)
@@ -428,9 +428,9 @@ class OrquestaConductor(Operations):
         if state.status in (PAUSING, PAUSED):
             limit = 0  # no new item while paused; resume refills the window
         spec = self.graph.tasks[record["id"]]
-        in_flight = items["in_flight"]
+        flying = item_book.flight_count(items)
         base = None
-        while len(in_flight) < limit and items["next"] < items["count"]:
+        while flying < limit and items["next"] < items["count"]:
             index = items["next"]
             items["next"] = item_book.skip_ahead(items["skip"], index + 1)
             if base is None:
@@ -446,9 +446,10 @@ class OrquestaConductor(Operations):
                 items.setdefault("error", f"item {index}: {exc}")
                 state.log_error(str(exc), record["id"], record["route"])
                 break
-            in_flight[index] = record["attempt"]
+            item_book.flight_add(items, index, record["attempt"])
+            flying += 1
             flow.step.commands.append(Dispatch(record["seq"], record["id"], action, payload, record["attempt"], index))
-        if not in_flight:
+        if not items["flight"]:
             status = item_book.progress(items)
             if status != RUNNING:
                 results = item_book.results(items, record["seq"], self.items)

@@ -3,9 +3,10 @@
 A with-items record's ``items`` holds only what decisions need (as the engine's Execution does):
 
 - ``count``, ``concurrency``, ``next`` (the next item to start: items start in index order,
-  skipping the ones a rerun carried over), ``in_flight`` (item -> attempt), ``done`` (the highest
-  item that ended), ``failed``/``canceled`` (an item failed / was canceled), ``error`` (the
-  first item error);
+  skipping the ones a rerun carried over), ``flight`` (the items in flight, as sorted ranges
+  ``[start, end, attempt]``: a few, whatever the number of items, while they end roughly in the
+  order they started), ``done`` (the highest item that ended), ``failed``/``canceled`` (an item
+  failed / was canceled), ``error`` (the first item error);
 - ``bad``: items started in this attempt that did not succeed and are not in flight;
 - ``skip``: ranges ``[start, end)`` of items a rerun carried over (they succeeded before) and
   ``carry``: ``[seq, ranges]`` pairs naming the executions whose item rows hold their results;
@@ -21,7 +22,7 @@ of it, and is the whole store when there is none (rehearsals, tests).
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_right, insort
 from typing import Any
 
 from ..engine.state import ItemStore
@@ -85,6 +86,57 @@ def skip_ahead(ranges: list[list[int]], index: int) -> int:
     return index
 
 
+# Items in flight --------------------------------------------------------------------------------
+
+def _flight_at(flight: list[list[int]], index: int) -> int:
+    """The position of the range holding `index`, or -1."""
+    at = bisect_right(flight, index, key=lambda r: r[0]) - 1
+    return at if at >= 0 and index < flight[at][1] else -1
+
+
+def flight_attempt(items: dict[str, Any], index: int) -> int | None:
+    """The attempt of item `index` if it is in flight."""
+    flight = items["flight"]
+    at = _flight_at(flight, index)
+    return None if at < 0 else flight[at][2]
+
+
+def flight_add(items: dict[str, Any], index: int, attempt: int) -> None:
+    """Item `index` (not in flight) is dispatched."""
+    flight = items["flight"]
+    if flight and flight[-1][1] == index and flight[-1][2] == attempt:
+        flight[-1][1] += 1
+    elif not flight or flight[-1][1] <= index:
+        flight.append([index, index + 1, attempt])
+    else:
+        flight.insert(bisect_right(flight, index, key=lambda r: r[0]), [index, index + 1, attempt])
+
+
+def flight_remove(items: dict[str, Any], index: int) -> None:
+    """Item `index` (in flight) is no longer."""
+    flight = items["flight"]
+    at = _flight_at(flight, index)
+    start, end, attempt = flight[at]
+    flight[at:at + 1] = [piece for piece in ([start, index, attempt], [index + 1, end, attempt])
+                         if piece[0] < piece[1]]
+
+
+def flight_count(items: dict[str, Any]) -> int:
+    return sum(end - start for start, end, _ in items["flight"])
+
+
+def flight_calls(items: dict[str, Any]) -> list[tuple[int, int]]:
+    """(item, attempt) of every item in flight, by item."""
+    return [(i, attempt) for start, end, attempt in items["flight"] for i in range(start, end)]
+
+
+def _flight_of(in_flight: dict[Any, int]) -> list[list[int]]:
+    items: dict[str, Any] = {"flight": []}
+    for index, attempt in sorted((int(k), v) for k, v in in_flight.items()):
+        flight_add(items, index, attempt)
+    return items["flight"]
+
+
 # Records ----------------------------------------------------------------------------------------
 
 def start(count: int, concurrency: int | None, carried: dict[str, Any] | None) -> dict[str, Any]:
@@ -97,7 +149,7 @@ def start(count: int, concurrency: int | None, carried: dict[str, Any] | None) -
         carried = {"skip": to_ranges(kept), "own": {str(i): carried["results"][i] for i in kept}}
     skip = clip(carried.get("skip", []), count)
     own = {k: v for k, v in carried.get("own", {}).items() if int(k) < count}
-    return {"count": count, "concurrency": concurrency, "next": skip_ahead(skip, 0), "in_flight": {},
+    return {"count": count, "concurrency": concurrency, "next": skip_ahead(skip, 0), "flight": [],
             "done": skip[-1][1] - 1 if skip else -1, "failed": False, "canceled": False, "bad": [], "skip": skip,
             "carry": carried.get("carry", []) if skip else [], "own": own}
 
@@ -106,7 +158,7 @@ def progress(items: dict[str, Any]) -> str:
     """The task's status from its items: running while items are in flight or not yet started
     and nothing failed; failed once one failed and none is in flight; succeeded when all
     succeeded (canceled/canceling when one was canceled)."""
-    if items["in_flight"]:
+    if items["flight"]:
         return CANCELING if items["canceled"] else RUNNING
     if items["canceled"]:
         return CANCELED
@@ -119,7 +171,7 @@ def progress(items: dict[str, Any]) -> str:
 
 def ended(items: dict[str, Any], index: int, status: str) -> None:
     """An item in flight ended with `status`."""
-    del items["in_flight"][index]
+    flight_remove(items, index)
     items["done"] = max(items["done"], index)
     if status != SUCCEEDED:
         insort(items["bad"], index)
@@ -168,12 +220,18 @@ def carry(record: dict[str, Any]) -> dict[str, Any]:
     if not items:
         return {}
     skipped = set(expand(items["skip"]))
-    bad = set(items["bad"]) | {int(i) for i in items["in_flight"]}
+    bad = set(items["bad"]) | {i for i, _ in flight_calls(items)}
     ran = [i for i in range(items["next"]) if i not in skipped and i not in bad]
     kept = sorted(skipped.union(ran))
     own = {k: v for k, v in items["own"].items() if int(k) in skipped or int(k) in ran}
     sources = [list(source) for source in items["carry"]] + ([[record["seq"], to_ranges(ran)]] if ran else [])
     return {"skip": to_ranges(kept), "carry": sources, "own": own}
+
+
+def upgrade(items: dict[str, Any]) -> None:
+    """Items written while ``in_flight`` was a mapping (item -> attempt) get ``flight``."""
+    if "in_flight" in items:
+        items["flight"] = _flight_of(items.pop("in_flight"))
 
 
 def from_first_shape(old: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +242,7 @@ def from_first_shape(old: dict[str, Any]) -> dict[str, Any]:
     nxt = next((i for i, status in enumerate(statuses) if status is None), count)
     skip = to_ranges([i for i in range(nxt, count) if statuses[i] is not None])
     bad = [i for i in range(nxt) if statuses[i] not in (None, SUCCEEDED) and i not in in_flight]
-    items = {"count": count, "concurrency": old.get("concurrency"), "next": nxt, "in_flight": in_flight,
+    items = {"count": count, "concurrency": old.get("concurrency"), "next": nxt, "flight": _flight_of(in_flight),
              "done": old.get("done", -1), "failed": any(s in ABENDED for s in statuses),
              "canceled": CANCELED in statuses, "bad": bad, "skip": skip, "carry": [],
              "own": {str(i): results_[i] for i, status in enumerate(statuses) if status not in (None, RUNNING)},

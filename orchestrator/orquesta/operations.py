@@ -103,7 +103,7 @@ class Operations:
             if record.get("status") not in (RUNNING, CANCELING) or record.get("waiting") or record.get("ask") is not None:
                 continue
             if "items" in record:
-                calls += [(record, item, attempt) for item, attempt in sorted(record["items"]["in_flight"].items())
+                calls += [(record, item, attempt) for item, attempt in item_book.flight_calls(record["items"])
                           if (record["seq"], attempt, item) not in paused]
             elif (record["seq"], record["attempt"], None) not in paused:
                 calls.append((record, None, record["attempt"]))
@@ -144,8 +144,8 @@ class Operations:
             if id(record) in out:
                 items = record.get("items")
                 if items is not None:  # paused children of this task are no longer waited for
-                    for i in [i for i, a in items["in_flight"].items() if (record["seq"], a, i) in paused]:
-                        del items["in_flight"][i]
+                    for i in [i for i, a in item_book.flight_calls(items) if (record["seq"], a, i) in paused]:
+                        item_book.flight_remove(items, i)
                         insort(items["bad"], i)
                 state.set_status(record, RUNNING)
                 continue
@@ -203,7 +203,7 @@ class Operations:
             result = result if status == SUCCEEDED else error
             self.items.ended(seq, item, result)
             commands.append(ItemEnded(seq, item, status, result))
-            if not items["in_flight"]:
+            if not items["flight"]:
                 self._end_canceled(state, flow, record, state.reason or CANCELED_BY_REQUEST)
         self._maybe_canceled(state)
         return True

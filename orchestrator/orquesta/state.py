@@ -69,7 +69,7 @@ ABENDED = frozenset({FAILED, TIMEOUT, ABANDONED})
 COMPLETED = frozenset({SUCCEEDED, FAILED, TIMEOUT, ABANDONED, CANCELED})
 HANDING_OUT = frozenset({RUNNING, RESUMING})  # workflow statuses in which staged tasks start
 
-SHAPE = 2  # `version` of the stored shape written by to_dict (the earlier one had none)
+SHAPE = 3  # `version` of the stored shape written by to_dict (the first one had none)
 
 
 def merge(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
@@ -171,10 +171,11 @@ class OrquestaState:
             data = _from_first_shape(data)
         records = {record["seq"]: record for record in data.get("records", [])}
         index = data.get("index")
-        for record in records.values() if index is None else (records[seq] for seq in index["active"]):
-            items = record.get("items")
-            if items is not None and items["in_flight"]:
-                items["in_flight"] = {int(k): v for k, v in items["in_flight"].items()}
+        if data.get("version") == 2:  # written while items in flight were a mapping
+            from .items import upgrade
+            for record in records.values():
+                if record.get("items") is not None:
+                    upgrade(record["items"])
         state = cls(status=data.get("status", RUNNING), contexts=data.get("contexts", []),
                     routes=data.get("routes", [[]]), records=records, tasks=data.get("tasks", {}),
                     staged=data.get("staged", []), errors=data.get("errors", []), output=data.get("output"),

@@ -22,6 +22,7 @@ from orchestrator.engine.commands import (
 from orchestrator.engine.conductor import RunInfo
 from orchestrator.orquesta import OrquestaConductor, OrquestaState
 from orchestrator.orquesta.formats import state_from_dict
+from orchestrator.orquesta.items import flight_add, flight_attempt, flight_calls, flight_count, flight_remove
 from orchestrator.orquesta.rehearse import rehearse_waves
 from orchestrator.orquesta.state import Uncomposable, compose, merge
 
@@ -256,3 +257,24 @@ def test_a_join_merges_its_branches_layers_as_listed_even_when_they_cannot_be_fo
     assert run.output == {"d": {"keep": 1, "x": {"p": 1, "q": 2, "r": 4}, "y": 3}, "s": {"b": 2}}
     (join,) = [r for r in run.state.records.values() if r["id"] == "j"]
     assert len(join["ctxs"]["in"]) == 3  # the root, then two layers that cannot be one
+
+
+def test_items_in_flight_as_ranges_behave_as_a_mapping():
+    rng = random.Random(3)
+    items, model = {"flight": []}, {}
+    nxt = 0
+    for _ in range(4000):
+        if model and rng.random() < 0.5:
+            index = rng.choice(sorted(model)) if rng.random() < 0.3 else min(model)
+            assert flight_attempt(items, index) == model.pop(index)
+            flight_remove(items, index)
+        else:
+            attempt = 1 if rng.random() < 0.9 else 2
+            flight_add(items, nxt, attempt)
+            model[nxt] = attempt
+            nxt += rng.choice([1, 1, 1, 2])
+        assert flight_calls(items) == sorted(model.items())
+        assert flight_count(items) == len(model)
+        assert all(start < end for start, end, _ in items["flight"])
+    assert flight_attempt(items, nxt + 5) is None
+    assert len(items["flight"]) < len(model)  # mostly ended in order: few ranges
