@@ -33,7 +33,11 @@ What keeps a step's cost independent of the run's length:
 - Layers are folded as they are added: a context list is the root layer plus, in the usual
   case, one layer that composes everything published since (``compose`` is exact: it refuses
   the one case that cannot be folded, a mapping published over a non-mapping, and the layers
-  then stay apart). Layers nothing refers to any more are dropped now and then (``compact``).
+  then stay apart). Such a composite remembers what it was made of (`derived`: the layer it
+  extends and the published one); once no record in flight and no staged task uses it, it is
+  stored as that alone (its entry in `contexts` becomes null) and rebuilt when read, so a
+  chain of tasks that each publish stores each value once. Layers nothing refers to any more
+  are dropped now and then (``compact``).
 - The records in flight (`active`) and the statuses of the latest records (`counts`) are
   indexed, and stored with the state (`index`), so loading it does not go through every
   record (``reindex`` rebuilds them from the records).
@@ -140,6 +144,7 @@ class OrquestaState:
     next_seq: int = 1
     links: dict[str, list[str]] = field(default_factory=dict)
     done: dict[str, list[Any]] = field(default_factory=dict)
+    derived: dict[str, list[int]] = field(default_factory=dict)  # composite layer -> [base, published]
     vars: dict[str, Any] = field(default_factory=dict)
     # Indexes, rebuilt by from_dict, never stored: the latest records whose status is active (by
     # seq), and how many latest records have each status.
@@ -149,6 +154,7 @@ class OrquestaState:
     journal: list[tuple[str, int]] | None = field(default=None, repr=False, compare=False)
     _compact_at: int = field(default=16, repr=False, compare=False)
     _finished: set[int] = field(default_factory=set, repr=False, compare=False)  # to settle
+    _rebuilt: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     # Serialisation ----------------------------------------------------------------------------
 
@@ -161,7 +167,8 @@ class OrquestaState:
                 "routes": self.routes, "records": list(self.records.values()), "tasks": self.tasks,
                 "staged": self.staged, "errors": self.errors, "output": self.output, "reruns": self.reruns,
                 "finished": self.finished, "reason": self.reason, "paused_calls": self.paused_calls,
-                "next_seq": self.next_seq, "links": self.links, "done": self.done, "index": index}
+                "next_seq": self.next_seq, "links": self.links, "done": self.done, "derived": self.derived,
+                "index": index}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], variables: dict[str, Any] | None = None) -> "OrquestaState":
@@ -182,7 +189,7 @@ class OrquestaState:
                     reruns=data.get("reruns", []), finished=data.get("finished", False),
                     reason=data.get("reason"), paused_calls=data.get("paused_calls", []),
                     next_seq=data.get("next_seq", max(records, default=0) + 1), links=data.get("links", {}),
-                    done=data.get("done", {}), vars=dict(variables or {}))
+                    done=data.get("done", {}), derived=data.get("derived", {}), vars=dict(variables or {}))
         if index is None:
             state.reindex()
         else:
@@ -253,18 +260,37 @@ class OrquestaState:
             if status in COMPLETED:
                 self._finished.add(record["seq"])
 
+    def _hot_layers(self) -> set[int]:
+        """The layers records in flight and staged tasks use (read at every step: kept whole)."""
+        hot: set[int] = {0}
+        for holder in [*self.active.values(), *self.staged]:
+            hot.update(holder["ctxs"]["in"])
+        return hot
+
     def settle(self) -> None:
         """At the end of a step: the latest records that finished in it, unless terminal (or
-        with items, or waiting for something), move to `done`."""
+        with items, or waiting for something), move to `done`; the composite layers only
+        finished records use are stored as what they were made of, the ones records in flight
+        or staged tasks use are whole."""
+        hot = self._hot_layers()
+        for index in hot:
+            if index < len(self.contexts) and self.contexts[index] is None:
+                self.contexts[index] = self.layer(index)
         for seq in self._finished:
             record = self.records.get(seq)
-            if (record is None or self.tasks.get(record_key(record)) != seq or record.get("status") not in COMPLETED
+            if record is None:
+                continue
+            for index in record["ctxs"]["in"]:
+                if index not in hot and str(index) in self.derived:
+                    self.contexts[index] = None
+            if (self.tasks.get(record_key(record)) != seq or record.get("status") not in COMPLETED
                     or record.get("term") or any(k in record for k in ("items", "ask", "held", "waiting"))):
                 continue
             del self.records[seq]
             self.done[str(seq)] = [record["id"], record["route"], record["status"], record["attempt"],
                                    record["ctxs"]["in"], record["prev"], [e for e, ok in record["next"].items() if ok]]
         self._finished.clear()
+        self._rebuilt.clear()
 
     def _count(self, status: str | None, delta: int, record: dict[str, Any]) -> None:
         self.counts[status] += delta
@@ -316,8 +342,26 @@ class OrquestaState:
     def context(self, indexes: list[int]) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for index in indexes:
-            merged = merge(merged, self.contexts[index])
+            merged = merge(merged, self.layer(index))
         return merged
+
+    def layer(self, index: int) -> dict[str, Any]:
+        """A layer; one stored as what it was made of is rebuilt (and kept for this step)."""
+        value = self.contexts[index]
+        if value is not None:
+            return value
+        if index in self._rebuilt:
+            return self._rebuilt[index]
+        chain = []
+        at = index
+        while self.contexts[at] is None and at not in self._rebuilt:
+            chain.append(at)
+            at = self.derived[str(at)][0]
+        value = self.contexts[at] if self.contexts[at] is not None else self._rebuilt[at]
+        for at in reversed(chain):
+            value = compose(value, self.contexts[self.derived[str(at)][1]])
+        self._rebuilt[index] = value
+        return value
 
     def derive(self, indexes: list[int], published: dict[str, Any]) -> list[int]:
         """The context list of a transition's target: `indexes` then a layer of `published`
@@ -326,15 +370,20 @@ class OrquestaState:
         if not published:
             return out
         layer = copy.deepcopy(published)
+        self.contexts.append(layer)
+        raw = len(self.contexts) - 1
         if len(out) >= 2 and out[0] == 0:
+            base = out[-1]
             try:
-                layer = compose(self.contexts[out[-1]], layer)
+                combined = compose(self.layer(base), layer)
             except Uncomposable:
                 pass
             else:
-                out.pop()
-        self.contexts.append(layer)
-        out.append(len(self.contexts) - 1)
+                self.contexts.append(combined)
+                out[-1] = len(self.contexts) - 1
+                self.derived[str(out[-1])] = [base, raw]
+                return out
+        out.append(raw)
         return out
 
     def fold(self, indexes: list[int]) -> list[int]:
@@ -351,7 +400,7 @@ class OrquestaState:
                 current = index
                 continue
             try:
-                built = compose(self.contexts[current] if built is None else built, self.contexts[index])
+                built = compose(self.layer(current) if built is None else built, self.layer(index))
             except Uncomposable:
                 out.append(self._keep(current, built))
                 current, built = index, None
@@ -365,7 +414,10 @@ class OrquestaState:
         self.contexts.append(built)
         return len(self.contexts) - 1
 
-    def _live_layers(self) -> set[int]:
+    def _live_layers(self, thin: bool = False) -> set[int]:
+        """The layers records, rows and staged tasks use, and what the ones stored as their
+        parts are made of. `thin`: first store that way every composite no record in flight
+        and no staged task uses, whose base is used anyway."""
         used = {0} if self.contexts else set()
         for record in self.records.values():
             used.update(record["ctxs"]["in"])
@@ -373,6 +425,19 @@ class OrquestaState:
             used.update(row[4])
         for entry in self.staged:
             used.update(entry["ctxs"]["in"])
+        if thin:
+            hot = self._hot_layers()
+            for index in used - hot:
+                parts = self.derived.get(str(index))
+                if parts is not None and parts[0] in used:
+                    self.contexts[index] = None
+        stored = [i for i in used if self.contexts[i] is None]  # and what those are made of
+        while stored:
+            for part in self.derived[str(stored.pop())]:
+                if part not in used:
+                    used.add(part)
+                    if self.contexts[part] is None:
+                        stored.append(part)
         return used
 
     def _set_compaction_mark(self, live: int) -> None:
@@ -388,7 +453,7 @@ class OrquestaState:
 
     def compact(self) -> None:
         """Drop the layers nothing refers to and renumber the others (layer 0 stays 0)."""
-        used = sorted(self._live_layers())
+        used = sorted(self._live_layers(thin=True))
         if len(used) < len(self.contexts):
             renumber = {old: new for new, old in enumerate(used)}
             self.contexts = [self.contexts[i] for i in used]
@@ -396,6 +461,11 @@ class OrquestaState:
                 holder["ctxs"]["in"] = [renumber[i] for i in holder["ctxs"]["in"]]
             for row in self.done.values():
                 row[4] = [renumber[i] for i in row[4]]
+            # a whole layer whose parts are gone can no longer be stored as them
+            self.derived = {str(renumber[int(k)]): [renumber[base], renumber[raw]]
+                            for k, (base, raw) in self.derived.items()
+                            if int(k) in renumber and base in renumber and raw in renumber}
+            self._rebuilt.clear()
         self._set_compaction_mark(len(used))
 
     # Staging ----------------------------------------------------------------------------------

@@ -278,3 +278,35 @@ def test_items_in_flight_as_ranges_behave_as_a_mapping():
         assert all(start < end for start, end, _ in items["flight"])
     assert flight_attempt(items, nxt + 5) is None
     assert len(items["flight"]) < len(model)  # mostly ended in order: few ranges
+
+
+def _chain(n: int) -> str:
+    lines = ["version: 1.0", "output: [{last: <% ctx().get(r1) %>}, {n: <% ctx().get(count) %>}]", "tasks:"]
+    for i in range(1, n + 1):
+        lines += [f"  t{i}:", "    action: core.echo message=<% ctx().get(count, 0) %>"]
+        if i < n:
+            lines += ["    next:", f"      - publish: [{{r{i}: <% result() %>}}, {{count: {i}}}]", f"        do: t{i + 1}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_chain_of_tasks_that_each_publish_stores_each_value_once():
+    big = "x" * 1000
+    sizes = []
+    run = drive(_chain(60), outcome=lambda call: ("succeeded", big), watch=lambda state: sizes.append(
+        len(json.dumps(state.to_dict()))))
+    assert run.finished.status == "succeeded" and run.finished.output == {"last": big, "n": 59}
+    # every task's context holds all the values published before it: stored whole, that would be
+    # 60 * 59 / 2 values; as layers and what composites are made of, about one each
+    assert sizes[-1] < 3 * 60 * 1000
+    assert [c.input["message"] for c in run.calls] == [0] + list(range(1, 60))
+
+
+def test_rerunning_an_early_task_of_a_publishing_chain_sees_its_own_context():
+    workflow = wf(_chain(8))
+    first = rehearse_waves(workflow, {}, [{"task": f"t{i}", "result": f"v{i}"} for i in range(1, 9)])
+    assert first.status == "succeeded"
+    stored = [k for k, v in enumerate(first.state.contexts) if v is None]
+    assert stored  # the finished tasks' composites are kept as their parts
+    second = rehearse_waves(workflow, {}, [], previous=first, rerun=[{"task_id": "t3"}], is_rerun=True)
+    assert [c.input["message"] for c in second.calls] == [2, 3, 4, 5, 6, 7]
+    assert second.status == "succeeded" and second.output == {"last": "v1", "n": 7}
