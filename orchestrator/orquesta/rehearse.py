@@ -206,4 +206,6 @@ def _journal_of(state: OrquestaState) -> list[tuple[str, int]]:
     journal: list[tuple[str, int]] = [("", 0)] * (state.next_seq - 1)
     for seq, record in state.records.items():
         journal[seq - 1] = (record["id"], record["route"])
+    for seq, row in state.done.items():
+        journal[int(seq) - 1] = (row[0], row[1])
     return journal

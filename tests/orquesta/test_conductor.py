@@ -535,6 +535,8 @@ def test_rerun_failed_terminal_tasks_resumes_other_branches():
     # the rerun record is created at the rerun request; b2 was staged before the failure
     assert labels(second) == ["a1", "b1", "a1", "b2", "a2"]
     assert second.status == "succeeded"
+    # given only the state, the sequence before the rerun is what the state kept (here: all of it)
+    assert labels(rehearse_waves(wf(PARALLEL), {}, [], state=first.state, is_rerun=True)) == labels(second)
 
 
 def test_rerun_named_task_and_refusals():
@@ -559,6 +561,7 @@ def test_rerun_with_items_keeps_succeeded_items():
     # given only the state, the rerun still knows which items succeeded (not their results)
     third = rehearse_waves(wf(ITEMS), {}, [], state=first.state, is_rerun=True)
     assert [c.item for c in third.calls] == reran and third.status == "succeeded"
+    assert labels(third)[:len(first.sequence)] == labels(first)  # the records the state kept
 
 
 def test_a_runaway_loop_hits_the_execution_limit():
