@@ -34,9 +34,12 @@ def request_rerun(state: OrquestaState, graph: OrquestaGraph, tasks: list[dict[s
     unknown = [k for k in requests if k not in state.tasks]
     if unknown:
         raise ValueError(f"cannot rerun tasks that did not run: {', '.join(sorted(unknown))}")
+    commands = sorted({r["task_id"] for r in requests.values() if r["task_id"] not in graph.tasks})
+    if commands:  # `fail` and the other engine commands are not tasks: nothing to run again
+        raise ValueError(f"cannot rerun engine commands: {', '.join(commands)}")
     if not requests:
         candidates = {key_of(r["id"], r["route"]): (r["seq"] - 1, r) for r in state.records.values()
-                      if r.get("term") and r.get("status") in ABENDED}
+                      if r.get("term") and r.get("status") in ABENDED and r["id"] in graph.tasks}
     else:
         keep = _collapse(state, requests)
         candidates = {k: (state.tasks[k] - 1, state.record(r["task_id"], r["route"]))

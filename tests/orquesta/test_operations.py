@@ -398,3 +398,29 @@ def test_rerun_event_reopens_a_failed_run_from_the_named_or_failed_tasks():
         run(Rerun(("nope",)))
     again = run(Rerun(("b__r0",)))
     assert [c.input for c in calls(again)] == [{"message": "again"}]
+
+
+def test_a_run_ended_by_the_fail_command_reruns_its_tasks_not_the_command():
+    run = Run("""
+version: 1.0
+tasks:
+  task1:
+    action: core.noop
+    next:
+      - when: <% failed() %>
+        do: log
+  log:
+    action: core.echo
+    next:
+      - when: <% succeeded() %>
+        do: fail
+""")
+    (task1,) = calls(run.started)
+    (log,) = calls(run.ended(task1, "failed", error="boom"))
+    assert run.ended(log)[-1].status == "failed"
+    with pytest.raises(RerunError, match="engine commands: fail"):
+        run(Rerun(("fail",)))
+    with pytest.raises(RerunError, match="nothing to rerun"):
+        run(Rerun())  # the only terminal failure is the command itself
+    again = run(Rerun(("task1",)))
+    assert [c.task for c in calls(again)] == ["task1"]
