@@ -266,6 +266,18 @@ def worker(ctx: typer.Context) -> None:
     celery_app().worker_main(["worker", *args])
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def flower(ctx: typer.Context) -> None:
+    """Flower on this deployment's broker (`celery -A workers.app flower`); options go to Flower.
+    Workers started with -E send the task events it shows."""
+    from .config import settings
+    from .runtime import celery_app
+
+    if settings().embedded:
+        raise Usage("`flower` needs ORCHESTRATOR_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+    celery_app().start(["flower", *ctx.args])
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (alembic upgrade head)."""

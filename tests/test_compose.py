@@ -162,7 +162,7 @@ def test_service_commands(services):
         assert hostname == f"{name}@%h"
         hostnames.add(hostname)
     assert len(hostnames) == 2, "Celery node names must differ"
-    assert _command(services["flower"])[:4] == ["celery", "-A", "workers.app", "flower"]
+    assert _command(services["flower"])[:2] == ["orchestrator", "flower"]
 
 
 def test_servers_have_images_healthchecks_and_durable_volumes(compose, services):

@@ -28,7 +28,7 @@ def flower(orchestrator_env, tmp_path):
     log = tmp_path / "flower.log"
     env = {**os.environ, **orchestrator_env, "FLOWER_UNAUTHENTICATED_API": "true"}
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--port={port}",
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "flower", f"--port={port}",
                                  "--address=127.0.0.1"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
