@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ..engine.commands import Command, ItemEnded, ItemsCreated
 from ..engine.state import ItemStore, WorkflowState
@@ -94,14 +93,12 @@ class RunStore:
                    parent: dict[str, Any] | None = None) -> bool:
         """Insert a run; False when one with this id exists already (a redelivered start)."""
         now = utcnow()
+        parent = parent or {}
         values = dict(id=run_id, workflow=workflow, definition_id=definition_id, status=status, params=params,
-                      error=error, created_at=now, updated_at=now, finished_at=now if status in TERMINAL else None)
-        if parent:
-            values.update(parent_run_id=parent["run"], parent_seq=parent["seq"], parent_attempt=parent["attempt"],
-                          parent_item=parent.get("item"))
-        module = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = module.insert(RUNS).values(**values).on_conflict_do_nothing(index_elements=["id"])
-        return conn.execute(stmt.returning(RUNS.c.id)).first() is not None
+                      error=error, now=now, finished_at=now if status in TERMINAL else None,
+                      parent_run_id=parent.get("run"), parent_seq=parent.get("seq"),
+                      parent_attempt=parent.get("attempt"), parent_item=parent.get("item"))
+        return conn.execute(sql.CREATE_RUN, values).first() is not None
 
     def run_exists(self, conn: Connection, run_id: str) -> bool:
         return conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id)).first() is not None

@@ -15,6 +15,13 @@ from sqlalchemy import DateTime, String, TextClause, bindparam, text
 
 from .models import JSONType
 
+CREATE_RUN = text(
+    "INSERT INTO workflow_runs (id, workflow, definition_id, status, params, error, created_at, updated_at, "
+    "finished_at, parent_run_id, parent_seq, parent_attempt, parent_item) VALUES (:id, :workflow, :definition_id, "
+    ":status, :params, :error, :now, :now, :finished_at, :parent_run_id, :parent_seq, :parent_attempt, "
+    ":parent_item) ON CONFLICT (id) DO NOTHING RETURNING id"
+).bindparams(bindparam("params", type_=JSONType), bindparam("finished_at", type_=DateTime(timezone=True)))
+
 END_ATTEMPT = text(
     "UPDATE task_executions SET status = :status, result = :result, error = :error, finished_at = :now "
     "WHERE run_id = :run_id AND seq = :seq AND attempt = :attempt"
