@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .commands import (CallPaused, CancelTimer, Command, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
                        RunFinished, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired)
-from .state import CANCELED, CANCELING, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, WorkflowState
+from .state import CANCELED, CANCELING, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, Execution, WorkflowState
 from .timers import CANCEL_CHECK, DEADLINE, LEASE, WATCHES, parse_timer_key, timer_key
 
 
@@ -68,11 +68,7 @@ class Operations:
         held = self._held(state)
         state.failure = reason
         for seq, execution in sorted(state.active.items()):
-            if execution.items is None:
-                running = {None: execution.attempt} if (not execution.waiting and seq not in state.asks
-                                                         and (seq, execution.attempt, None) not in held) else {}
-            else:
-                running = {i: a for i, a in execution.in_flight.items() if (seq, a, i) not in held}
+            running = self._running(state, seq, execution, held)
             for item, attempt in sorted(running.items(), key=lambda pair: -1 if pair[0] is None else pair[0]):
                 step.commands.append(Revoke(seq, attempt, item, terminate=True))
                 if self.run.lease:  # look for it soon: a revoked call that never started never reports
@@ -182,11 +178,14 @@ class Operations:
 
     def _calls_running(self, state: WorkflowState) -> int:
         held = self._held(state)
-        running = 0
-        for seq, execution in state.active.items():
-            if execution.items is None:
-                running += (not execution.waiting and seq not in state.asks
-                            and (seq, execution.attempt, None) not in held)
-            else:
-                running += sum((seq, a, i) not in held for i, a in execution.in_flight.items())
-        return running
+        return sum(len(self._running(state, seq, execution, held)) for seq, execution in state.active.items())
+
+    @staticmethod
+    def _running(state: WorkflowState, seq: int, execution: Execution,
+                 held: set[tuple[int, int, int | None]]) -> dict[int | None, int]:
+        """An execution's calls that are running ({item or None: attempt}): not delayed, not
+        held back by a pause, not a paused child run, not a core.ask waiting for its answer."""
+        if execution.items is None:
+            idle = execution.waiting or seq in state.asks or (seq, execution.attempt, None) in held
+            return {} if idle else {None: execution.attempt}
+        return {i: a for i, a in execution.in_flight.items() if (seq, a, i) not in held}

@@ -150,13 +150,11 @@ class RunStore:
         self._write_items(conn, run_id, commands)
         return rows.events, steps.write(conn, rows, self.redact)
 
-    def record_events(self, conn: Connection, run_id: str, events: list[LifecycleEvent],
-                      at: datetime | None = None) -> None:
+    def record_events(self, conn: Connection, run_id: str, events: list[LifecycleEvent]) -> None:
+        """Events outside a conductor step (a start rejected before it ran)."""
         if events:
-            at = at or utcnow()
-            conn.execute(sql.ADD_EVENT, [dict(run_id=run_id, at=at, kind=e.kind, task=e.task, seq=e.seq,
-                                              attempt=e.attempt, message=self.redact.text(e.message))
-                                         for e in events])
+            now = utcnow()
+            conn.execute(sql.ADD_EVENT, [dict(row, run_id=run_id, at=now) for row in steps.event_rows(events, self.redact)])
 
     def events(self, conn: Connection, run_id: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """The run's lifecycle events with id > `after`, oldest first."""

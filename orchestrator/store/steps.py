@@ -75,7 +75,6 @@ def fold(run_id: str, state_data: dict[str, Any], commands: list[Command], now: 
             run.update(status=command.status, output=redact.data(command.output), error=redact.text(command.error),
                        finished_at=now)
             rows.clear_timers, rows.finished = True, True
-            rows.timers = {}
     if rows.clear_timers:
         rows.timers = {}  # a finished run has no timers, whatever the step set after finishing
     return rows
@@ -88,9 +87,9 @@ def write(conn: Connection, rows: StepRows, redact: Redactor) -> int | None:
     return _write_generic(conn, rows, redact)
 
 
-def _event_rows(rows: StepRows, redact: Redactor) -> list[dict[str, Any]]:
+def event_rows(events: list[LifecycleEvent], redact: Redactor) -> list[dict[str, Any]]:
     return [dict(kind=e.kind, task=e.task, seq=e.seq, attempt=e.attempt, message=redact.text(e.message))
-            for e in rows.events]
+            for e in events]
 
 
 def _write_generic(conn: Connection, rows: StepRows, redact: Redactor) -> int | None:
@@ -112,7 +111,7 @@ def _write_generic(conn: Connection, rows: StepRows, redact: Redactor) -> int | 
         else:
             conn.execute(sql.SET_TIMER, dict(run_id=run_id, key=key, due_at=due))
     conn.execute(sql.update_run(tuple(rows.run)), {**rows.run, "run_id": run_id})
-    events = _event_rows(rows, redact)
+    events = event_rows(rows.events, redact)
     if events:
         conn.execute(sql.ADD_EVENT, [dict(e, run_id=run_id, at=now) for e in events])
     if rows.outbox is not None:
@@ -174,7 +173,7 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
             "timed AS (INSERT INTO timers (run_id, key, due_at) SELECT %(run_id)s, u.key, u.due "
             "FROM unnest(%(t_key)s::text[], %(t_due)s::timestamptz[]) AS u(key, due) "
             "ON CONFLICT (run_id, key) DO UPDATE SET due_at = excluded.due_at)")
-    events = _event_rows(rows, redact)
+    events = event_rows(rows.events, redact)
     if events:
         params.update(ev_kind=[e["kind"] for e in events], ev_task=[e["task"] for e in events],
                       ev_seq=[e["seq"] for e in events], ev_attempt=[e["attempt"] for e in events],
