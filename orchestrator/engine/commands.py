@@ -66,7 +66,19 @@ class CallPaused:
     item: int | None = None
 
 
-Event = TaskEnded | TimerFired | Control | Rerun | Responded | CallPaused
+@dataclass(frozen=True)
+class CallLost:
+    """The shell found that a call in flight is held by no live worker and its message is gone
+    (a broker that lost its queues, a host that died): send it again. Stale (the call is no longer
+    in flight, or is held back by a pause) changes nothing; while canceling it ends the call."""
+
+    seq: int
+    attempt: int
+    item: int | None = None
+    reason: str = "its message was lost"
+
+
+Event = TaskEnded | TimerFired | Control | Rerun | Responded | CallPaused | CallLost
 
 
 # Commands ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .commands import (CallPaused, CancelTimer, Command, Control, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded,
+from .commands import (CallLost, CallPaused, CancelTimer, Command, Control, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded,
                        ItemsCreated, Responded, Rerun, Revoke, StatusChanged,
                        RunFinished, SetTimer, StateUpdated, TaskEnded, TimerFired, VariablesSet)
 from .errors import ExpressionError
@@ -112,6 +112,8 @@ class Conductor(Operations):
             return self._call_paused(state, event)
         if isinstance(event, TimerFired):
             return self._timer(state, event)
+        if isinstance(event, CallLost):
+            return self._call_lost(state, event)
         execution = state.active.get(event.seq)
         if execution is None:
             return []
@@ -128,6 +130,26 @@ class Conductor(Operations):
             step.queue.append(("ended", event.seq, event.status, event.result, event.error))
         else:
             self._item_ended(state, step, execution, event)
+        self._drain(state, step)
+        return step.commands
+
+    def calls(self, state: WorkflowState) -> list[tuple[int, int, int | None]]:
+        """(seq, attempt, item) of every call out on a worker: not delayed, not held back by a
+        pause, not a paused child run, not a core.ask waiting for its answer."""
+        held = self._held(state)
+        return [(seq, attempt, item) for seq, execution in sorted(state.active.items())
+                for item, attempt in self._running(state, seq, execution, held).items()]
+
+    def _call_lost(self, state: WorkflowState, event: CallLost) -> list[Command]:
+        """A call no worker holds and whose message is gone is sent again (same attempt)."""
+        if (event.seq, event.attempt, event.item) not in self.calls(state):
+            return []
+        execution = state.active[event.seq]
+        step = _Step()
+        watch = self._watch(self.graph.nodes[execution.task])
+        if watch:
+            step.commands.append(CancelTimer(timer_key(watch[0], event.seq, event.attempt, event.item)))
+        self._launch_or_fail(state, step, self.graph.nodes[execution.task], execution, event.attempt, event.item)
         self._drain(state, step)
         return step.commands
 

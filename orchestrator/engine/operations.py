@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .commands import (CallPaused, CancelTimer, Command, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
+from .commands import (CallLost, CallPaused, CancelTimer, Command, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
                        RunFinished, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired)
 from .state import CANCELED, CANCELING, FAILED, PAUSING, RUNNING, SUCCEEDED, TASK_FAILURES, Execution, WorkflowState
 from .timers import CANCEL_CHECK, DEADLINE, LEASE, WATCHES, parse_timer_key, timer_key
@@ -97,6 +97,9 @@ class Operations:
             outcome: tuple[str, Any, str | None] | None = None
             if event.running is False:
                 outcome = (CANCELED, None, "it never started")
+        elif isinstance(event, CallLost):
+            seq, attempt, item = event.seq, event.attempt, event.item
+            outcome = (CANCELED, None, event.reason)
         elif isinstance(event, TaskEnded):
             seq, attempt, item = event.seq, event.attempt, event.item
             outcome = (event.status, event.result, event.error)

@@ -25,6 +25,7 @@ from bisect import insort
 from typing import Any
 
 from ..engine.commands import (
+    CallLost,
     CallPaused,
     CancelTimer,
     Command,
@@ -176,6 +177,8 @@ class OrquestaConductor(Operations):
                 accepted = self._respond(state, flow, event) or accepted
             elif isinstance(event, CallPaused) and self._call_paused(state, event):
                 accepted = persist = True
+            elif isinstance(event, CallLost):
+                accepted = self._call_lost(state, flow, event) or accepted
         if not accepted:
             return []
         self._advance(state, step)
@@ -243,6 +246,31 @@ class OrquestaConductor(Operations):
         flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], task_status, results,
                                                  None if task_status == SUCCEEDED else items.get("error")))
         flow.complete(record, task_status, results)
+        return True
+
+    def calls(self, state: OrquestaState) -> list[tuple[int, int, int | None]]:
+        """(seq, attempt, item) of every call out on a worker (see Operations._running_calls)."""
+        return [(record["seq"], attempt, item) for record, item, attempt in self._running_calls(state)]
+
+    def _call_lost(self, state: OrquestaState, flow: Flow, event: CallLost) -> bool:
+        """A call no worker holds and whose message is gone is sent again (same attempt)."""
+        record = next((r for r, i, a in self._running_calls(state)
+                       if (r["seq"], i, a) == (event.seq, event.item, event.attempt)), None)
+        if record is None:
+            return False
+        if event.item is None:
+            self._dispatch(state, flow, record)
+            return True
+        spec = self.graph.tasks[record["id"]]
+        items = record["items"]
+        try:
+            value = items["values"][event.item] if "values" in items else self.items.item(record["seq"], event.item)
+            action, payload = self._render(spec, flow.scope(record).with_item(value))
+        except (ExpressionError, TypeError) as exc:  # rendered before; only a changed store could fail it
+            state.log_error(str(exc), record["id"], record["route"])
+            return self._task_ended(state, flow, TaskEnded(event.seq, event.attempt, "failed", None, str(exc),
+                                                           event.item))
+        flow.step.commands.append(Dispatch(record["seq"], record["id"], action, payload, record["attempt"], event.item))
         return True
 
     @staticmethod

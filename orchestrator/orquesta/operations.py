@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import insort
 from typing import TYPE_CHECKING, Any
 
-from ..engine.commands import (CallPaused, CancelTimer, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
+from ..engine.commands import (CallLost, CallPaused, CancelTimer, Event, ExecutionEnded, ItemEnded, Responded, Revoke,
                                SetTimer, StatusChanged, TaskEnded, TimerFired)
 from ..engine.timers import CANCEL_CHECK, LEASE, WATCHES, parse_timer_key, timer_key
 from . import items as item_book
@@ -176,6 +176,9 @@ class Operations:
                 return False
             _, seq, attempt, item = parse_timer_key(event.key)
             outcome = (CANCELED, None, "it never started") if event.running is False else None
+        elif isinstance(event, CallLost):
+            seq, attempt, item = event.seq, event.attempt, event.item
+            outcome = (CANCELED, None, event.reason)
         elif isinstance(event, TaskEnded):
             seq, attempt, item = event.seq, event.attempt, event.item
             outcome = (event.status, event.result, event.error)

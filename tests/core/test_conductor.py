@@ -783,3 +783,41 @@ def test_a_delay_that_comes_due_while_paused_is_kept_and_starts_on_resume():
     # the shell deleted the timer row: the held launch must be written, so something is returned
     assert conductor.apply(state, TimerFired("dispatch:1:1:-")) == [StateUpdated()]
     assert [c.task for c in _calls(conductor.apply(state, Control("resume")))] == ["later"]
+
+
+def test_a_lost_call_is_sent_again_and_calls_lists_what_is_out():
+    from orchestrator.engine.commands import CallLost, CancelTimer, Control
+
+    conductor, state, commands = _leased("""
+        version: "1.0"
+        tasks:
+          - {name: a, action: core.noop, next: [{when: "{{ succeeded() }}", do: b}]}
+          - {name: b, action: core.noop}
+    """)
+    assert conductor.calls(state) == [(1, 1, None)]
+    again = conductor.apply(state, CallLost(1, 1))
+    assert CancelTimer("lease:1:1:-") in again and SetTimer("lease:1:1:-", 60) in again
+    assert [(c.seq, c.attempt, c.task) for c in again if isinstance(c, Dispatch)] == [(1, 1, "a")]
+    assert conductor.apply(state, CallLost(1, 2)) == []  # not a call in flight
+    conductor.apply(state, TaskEnded(1, 1, "succeeded"))
+    assert conductor.calls(state) == [(2, 1, None)]
+    assert conductor.apply(state, CallLost(1, 1)) == []  # stale
+    conductor.apply(state, Control("cancel"))
+    ended = conductor.apply(state, CallLost(2, 1, reason="its worker was lost"))
+    assert ended[-1].status == "canceled"
+    assert any(type(c).__name__ == "ExecutionEnded" and "its worker was lost" in c.error for c in ended)
+    assert conductor.calls(state) == []
+
+
+def test_lost_items_are_sent_again_one_by_one():
+    from orchestrator.engine.commands import CallLost
+
+    conductor, state, commands = _leased("""
+        version: "1.0"
+        tasks:
+          - {name: each, action: core.echo, with_items: "{{ [1, 2, 3] }}", concurrency: 2,
+             input: {message: "{{ item }}"}}
+    """)
+    assert conductor.calls(state) == [(1, 1, 0), (1, 1, 1)]
+    again = [c for c in conductor.apply(state, CallLost(1, 1, 1)) if isinstance(c, Dispatch)]
+    assert [(c.item, c.input) for c in again] == [(1, {"message": 2})]

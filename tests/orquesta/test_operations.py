@@ -424,3 +424,31 @@ tasks:
         run(Rerun())  # the only terminal failure is the command itself
     again = run(Rerun(("task1",)))
     assert [c.task for c in calls(again)] == ["task1"]
+
+
+# Lost calls ------------------------------------------------------------------------------------
+
+def test_a_lost_call_is_sent_again_and_calls_lists_what_is_out():
+    from orchestrator.engine.commands import CallLost
+
+    run = Run(CHAIN)
+    (a,) = calls(run.started)
+    assert run.conductor.calls(run.state) == [(a.seq, 1, None)]
+    again = run(CallLost(a.seq, 1))
+    assert [(c.task, c.input) for c in calls(again)] == [("a", {"message": "a"})]
+    assert run(CallLost(a.seq, 2)) == []
+    (b,) = calls(run.ended(a, result="a"))
+    assert run(CallLost(a.seq, 1)) == []  # stale
+    run(Control("cancel"))
+    ended = run(CallLost(b.seq, 1, reason="its worker was lost"))
+    assert ended[-1].status == "canceled"
+    assert any(isinstance(c, ExecutionEnded) and "its worker was lost" in (c.error or "") for c in ended)
+
+
+def test_lost_items_are_sent_again_one_by_one():
+    from orchestrator.engine.commands import CallLost
+
+    run = Run(ITEMS.replace("concurrency: 1", "concurrency: 2"))
+    assert run.conductor.calls(run.state) == [(1, 1, 0), (1, 1, 1)]
+    again = calls(run(CallLost(1, 1, 1)))
+    assert [(c.item, c.input) for c in again] == [(1, {"message": 2})]
