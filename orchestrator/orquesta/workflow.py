@@ -10,6 +10,7 @@ from ..engine.loader import load_yaml
 from .expressions import Expressions
 from .graph import OrquestaGraph, check_graph
 from .spec import OrquestaSpec, collect_spec, is_native
+from .variables import check_variables
 
 _EXPRESSIONS = Expressions()
 
@@ -56,6 +57,7 @@ def load(text: str, source: str = "<workflow>", default_name: str | None = None,
         raise WorkflowInvalid(source, problems)
     graph = OrquestaGraph(spec)
     problems += check_graph(graph, positions)
+    problems += check_variables(spec, graph, positions)
     if problems:
         raise WorkflowInvalid(source, problems)
     return OrquestaWorkflow(spec, graph, text, source, default_name)
