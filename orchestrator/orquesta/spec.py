@@ -29,6 +29,7 @@ TASK_KEYS = {"action", "input", "next", "join", "with", "retry", "delay"}
 TRANSITION_KEYS = {"when", "publish", "do"}
 ITEMS_KEYS = {"items", "concurrency"}
 RETRY_KEYS = {"when", "count", "delay"}
+_WHOLE_EXPRESSION = re.compile(r"^\s*(<%.*%>|{{.*}})\s*$", re.DOTALL)
 _ITEMS = re.compile(r"^\s*(?:(?P<keys>\w+(?:\s*,\s*\w+)*)\s+in\s+)?(?P<expr>(<%.*%>|{{.*}}))\s*$", re.DOTALL)
 
 Path = tuple[Any, ...]
@@ -240,7 +241,7 @@ class _Parser:
                 task_input = None
             else:
                 self.expression(task_input, path + ("input",), f"{label}: input")
-        if action is not None:
+        if action is not None and not _WHOLE_EXPRESSION.match(action):  # an action chosen at run time
             try:
                 action, inline = split_action(action)
             except InlineError as exc:

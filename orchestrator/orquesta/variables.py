@@ -52,23 +52,24 @@ def references(value: Any) -> list[str]:
     lists are walked), in order of appearance, without repeats. Unparseable expressions are
     skipped: their syntax is reported elsewhere."""
     found: list[str] = []
-    for text in _strings(value):
+    for text in texts(value):
         for name in _yaql_refs(text) + _jinja_refs(text):
             if name not in found:
                 found.append(name)
     return found
 
 
-def _strings(value: Any) -> Iterator[str]:
+def texts(value: Any) -> Iterator[str]:
+    """Every string inside a value: itself, or the keys and values of maps and lists within."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(key)
-            yield from _strings(item)
+            yield from texts(key)
+            yield from texts(item)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _strings(item)
+            yield from texts(item)
 
 
 def _yaql_refs(text: str) -> list[str]:
