@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -12,6 +11,7 @@ from .errors import Problem, WorkflowInvalid
 from .expressions import Evaluator
 from .graph import WorkflowGraph, build_graph, transitions_of
 from .loader import Positions
+from .schemas import schema_problem, standard_schema
 from .spec import ENGINE_COMMANDS, PartialWorkflow, WorkflowSpec, parse_workflow
 
 RESERVED_NAMES = ENGINE_COMMANDS
@@ -144,59 +144,6 @@ def check_action(task: str, action: str, task_input: Any, path: tuple[Any, ...],
             problems.append(positions.problem(place, f"task '{task}': core.ask schema is not a valid JSON Schema: "
                                                      f"{reason}"))
     return problems
-
-
-def schema_problem(schema: dict[str, Any]) -> str | None:
-    """Why a JSON schema cannot be used (bad shape, unknown type, bad pattern, a $ref that
-    leads nowhere), or None. Only local `#/...` references are allowed: nothing is fetched."""
-    try:
-        Draft202012Validator.check_schema(schema)
-        if '"$ref"' in json.dumps(schema) and not _local_refs_only(schema):
-            return "only local $ref ('#/...') is allowed"
-        validator = Draft202012Validator(schema, format_checker=None)
-        for probe in ([], [None], [""], [0], [{}]):
-            list(validator.iter_errors(probe))
-    except Exception as exc:  # jsonschema and re raise many kinds; all mean "unusable"
-        return str(getattr(exc, "message", exc)).splitlines()[0]
-    return None
-
-
-def standard_schema(schema: Any) -> Any:
-    """StackStorm's schema dialect in standard JSON Schema: StackStorm (draft 4 with draft 3's
-    `required`) lets a property say `required: true`; that becomes its name in the parent's
-    `required` list. Anything else is returned as it is."""
-    if isinstance(schema, list):
-        return [standard_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    properties = out.get("properties")
-    if isinstance(properties, dict):
-        required = list(out["required"]) if isinstance(out.get("required"), list) else []
-        flagged = False
-        kept = {}
-        for name, prop in properties.items():
-            if isinstance(prop, dict) and isinstance(prop.get("required"), bool):
-                flagged = True
-                if prop["required"] and name not in required:
-                    required.append(name)
-                prop = {key: value for key, value in prop.items() if key != "required"}
-            kept[name] = prop
-        out["properties"] = kept
-        if flagged:
-            out["required"] = required
-    return {key: standard_schema(value) for key, value in out.items()}
-
-
-def _local_refs_only(value: Any) -> bool:
-    if isinstance(value, dict):
-        ref = value.get("$ref")
-        if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
-            return False
-        return all(_local_refs_only(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_local_refs_only(v) for v in value)
-    return True
 
 
 def _template_fields(spec: WorkflowSpec, indexes: list[int]) -> list[tuple[tuple[Any, ...], Any]]:
