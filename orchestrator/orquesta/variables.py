@@ -25,6 +25,7 @@ Names starting with ``__`` are private in Orquesta and cannot be referenced.
 from __future__ import annotations
 
 import collections.abc  # noqa: F401  (yaql 3.x on Python 3.11 needs it imported first)
+import functools
 from typing import Any, Iterator
 
 import jinja2
@@ -53,7 +54,7 @@ def references(value: Any) -> list[str]:
     skipped: their syntax is reported elsewhere."""
     found: list[str] = []
     for text in texts(value):
-        for name in _yaql_refs(text) + _jinja_refs(text):
+        for name in _refs(text):
             if name not in found:
                 found.append(name)
     return found
@@ -70,6 +71,11 @@ def texts(value: Any) -> Iterator[str]:
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from texts(item)
+
+
+@functools.lru_cache(maxsize=4096)
+def _refs(text: str) -> tuple[str, ...]:
+    return tuple(_yaql_refs(text) + _jinja_refs(text))
 
 
 def _yaql_refs(text: str) -> list[str]:
