@@ -229,13 +229,15 @@ def list_runs(status_filter: Optional[str] = typer.Option(None, "--status", help
 
 @app.command()
 def graph(file: Path = typer.Argument(...), fmt: str = typer.Option("mermaid", "--format", help="mermaid or dot")) -> None:
-    """Print a workflow's task graph."""
+    """Print a workflow's task graph: tasks with their actions, joins, engine commands, and the
+    transitions with their conditions (either format)."""
+    from .engine.graphview import render
     from .registry import load_file
 
     if fmt not in ("mermaid", "dot"):
         raise Usage(f"--format must be mermaid or dot, not {fmt!r}")
     workflow = load_file(file)
-    print(workflow.graph.to_mermaid() if fmt == "mermaid" else workflow.graph.to_dot(), end="")
+    print(render(workflow.graph.view(workflow.name), fmt), end="")
 
 
 @app.command()

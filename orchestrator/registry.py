@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from .engine.errors import WorkflowInvalid
-from .engine.expressions import Evaluator
-from .engine.validate import Workflow, load_workflow
+from .engine.validate import Workflow
 from .orquesta.formats import load_any
 
-EVALUATOR = Evaluator()
 SUFFIXES = (".workflow.yaml", ".workflow.yml", ".yaml", ".yml")
 
 
@@ -44,11 +42,9 @@ def compile_workflow(text: str, source: str = "<workflow>", name: str | None = N
             raise
         load_any(text, source, name, action_exists)
         raise
-    if action_exists is not None and isinstance(workflow, Workflow):
-        unknown = [(i, t) for i, t in enumerate(workflow.spec.tasks) if not action_exists(t.action)]
-        if unknown:
-            # Re-run the full check so unknown actions are reported with their positions.
-            load_workflow(text, source, default_name=name, evaluator=EVALUATOR, action_exists=action_exists)
+    if action_exists is not None and any(not action_exists(action) for action in workflow.actions):
+        # Re-run the full check so unknown actions are reported with their positions.
+        load_any(text, source, name, action_exists)
     return workflow
 
 

@@ -122,6 +122,19 @@ def record_outcome(app: Celery, outcome: dict[str, Any]) -> None:
     _trace(app, outcome, json.dumps(outcome))
 
 
+def _failure_result(exc: Exception, max_result_bytes: int | None) -> Any:
+    """The result a failing action attached to its exception (core.local's {stdout, stderr, ...},
+    which Orquesta workflows read as result()), when it is JSON and within the size limit."""
+    result = getattr(exc, "result", None)
+    if result is None:
+        return None
+    try:
+        size = len(json.dumps(result))
+    except (TypeError, ValueError):
+        return None
+    return None if max_result_bytes is not None and size > max_result_bytes else result
+
+
 def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_bytes: int | None) -> dict[str, Any]:
     action = app.tasks.get(call["action"])
     if action is None:
@@ -136,7 +149,7 @@ def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_
     except TypeError as exc:
         return envelope(call, FAILED, error=f"bad input for {call['action']}: {exc}")
     except Exception as exc:  # the action's own failure, reported as data
-        return envelope(call, FAILED, error=describe(exc))
+        return envelope(call, FAILED, result=_failure_result(exc, max_result_bytes), error=describe(exc))
     try:
         size = len(json.dumps(result))
     except (TypeError, ValueError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .graphview import Edge, GraphView, Node, build_view, condition
 from .spec import ENGINE_COMMANDS, TaskSpec, WorkflowSpec
 
 Path = tuple[Any, ...]
@@ -63,40 +64,16 @@ class WorkflowGraph:
             stack.extend(self.nodes[name].targets)
         return seen
 
-    def to_mermaid(self) -> str:
-        lines = ["flowchart TD"]
-        for node in self.nodes.values():
-            shape = f'{node.name}{{{{"{node.name}<br/>join {node.spec.join}"}}}}' if node.spec.join else f'{node.name}["{node.name}<br/>{node.spec.action}"]'
-            lines.append(f"    {shape}")
-        for source, target, index in self.edges:
-            label = _edge_label(self.nodes[source].transitions[index])
-            arrow = f" -->|{label}| " if label else " --> "
-            lines.append(f"    {source}{arrow}{_command_node(target)}")
-        return "\n".join(lines) + "\n"
-
-    def to_dot(self) -> str:
-        lines = [f'digraph "{self.name}" {{', "    rankdir=TB;"]
-        for node in self.nodes.values():
-            shape = "diamond" if node.spec.join else "box"
-            lines.append(f'    "{node.name}" [shape={shape}, label="{node.name}\\n{node.spec.action}"];')
-        for source, target, index in self.edges:
-            label = _edge_label(self.nodes[source].transitions[index]).replace('"', "'")
-            lines.append(f'    "{source}" -> "{target}"' + (f' [label="{label}"]' if label else "") + ";")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+    def view(self, name: str | None = None) -> GraphView:
+        """The format-neutral description the renderers and the HTTP API draw."""
+        tasks = [Node(n.name, n.spec.action, n.spec.join) for n in self.nodes.values()]
+        edges = [Edge(source, target, _edge_label(self.nodes[source].transitions[index]))
+                 for source, target, index in self.edges]
+        return build_view(name or self.name, tasks, edges, list(self.entry))
 
 
 def _edge_label(transition: Transition) -> str:
-    parts = []
-    if transition.on:
-        parts.append(transition.on)
-    if isinstance(transition.when, str):
-        parts.append(transition.when.replace("{{", "").replace("}}", "").strip())
-    return " & ".join(parts).replace("|", "/").replace('"', "'")
-
-
-def _command_node(target: str) -> str:
-    return f"{target}(({target}))" if target in ENGINE_COMMANDS else target
+    return condition(transition.on, transition.when)
 
 
 def transitions_of(task: TaskSpec, position: int) -> tuple[Transition, ...]:

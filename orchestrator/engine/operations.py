@@ -151,7 +151,10 @@ class Operations:
             raise ValueError(f"task '{event.task}' is not waiting for a response")
         from jsonschema import Draft202012Validator
 
-        problems = [e.message for e in Draft202012Validator(ask.get("schema") or {}).iter_errors(event.data)]
+        from .schemas import standard_schema  # StackStorm's `required: true` on a property
+
+        problems = [e.message for e in Draft202012Validator(standard_schema(ask.get("schema") or {}))
+                    .iter_errors(event.data)]
         if problems:
             raise ValueError(f"response for task '{event.task}' does not match its schema: " + "; ".join(problems))
         del state.asks[seq]

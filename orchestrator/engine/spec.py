@@ -189,30 +189,62 @@ def parse_workflow(text: str, source: str = "<workflow>", default_name: str | No
 
 
 class PartialWorkflow:
-    """What could be read of an invalid file: its valid tasks (with their original indexes) and the
-    names of the invalid ones, so whole-workflow checks can still report their problems."""
+    """What could be read of an invalid file, so the whole-workflow checks still report their
+    problems in the same go. Each task is kept without the keys that failed the schema
+    (`dropped`, by file index); a task whose name cannot be read is left out and only its name, if
+    any, is known (`unreadable`). `complete` says whether the graph is whole: every task kept and
+    none lost a transition or its join."""
 
-    def __init__(self, spec: WorkflowSpec, indexes: list[int], invalid_names: set[str], positions: Positions):
+    def __init__(self, spec: WorkflowSpec, indexes: list[int], unreadable: set[str],
+                 dropped: dict[int, frozenset[str]], positions: Positions, whole: bool):
         self.spec = spec
         self.indexes = indexes
-        self.invalid_names = invalid_names
+        self.unreadable = unreadable
+        self.dropped = dropped
         self.positions = positions
+        self.complete = whole and not any(keys & GRAPH_KEYS for keys in dropped.values())
+
+
+GRAPH_KEYS = frozenset({"next", "on_success", "on_failure", "on_timeout", "on_complete", "decision", "join"})
+_NO_ACTION = "-"  # stands in for an action that failed the schema; never checked or run
+
+
+def _salvage(raw: Any) -> tuple[TaskSpec | None, frozenset[str]]:
+    """A task, without the keys that make it invalid; None when its name is one of them."""
+    try:
+        return TaskSpec.model_validate(raw), frozenset()
+    except ValidationError as exc:
+        if not isinstance(raw, dict):
+            return None, frozenset()
+        bad = frozenset(e["loc"][0] for e in exc.errors() if e["loc"] and isinstance(e["loc"][0], str))
+        if not bad or "name" in bad:
+            return None, bad
+        kept = {key: value for key, value in raw.items() if key not in bad}
+        kept.setdefault("action", _NO_ACTION)
+        try:
+            return TaskSpec.model_validate(kept), bad
+        except ValidationError:
+            return None, bad
 
 
 def _partial(data: dict[str, Any], positions: Positions, default_name: str | None) -> PartialWorkflow | None:
     raw_tasks = data.get("tasks")
-    if not isinstance(raw_tasks, list):
+    if not isinstance(raw_tasks, list) or not raw_tasks:
         return None
-    valid: list[TaskSpec] = []
+    kept: list[TaskSpec] = []
     indexes: list[int] = []
-    invalid: set[str] = set()
+    unreadable: set[str] = set()
+    dropped: dict[int, frozenset[str]] = {}
     for i, raw in enumerate(raw_tasks):
-        try:
-            valid.append(TaskSpec.model_validate(raw))
-            indexes.append(i)
-        except ValidationError:
+        task, bad = _salvage(raw)
+        if task is None:
             if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-                invalid.add(raw["name"])
+                unreadable.add(raw["name"])
+            continue
+        kept.append(task)
+        indexes.append(i)
+        if bad:
+            dropped[i] = bad
     plain = {key: data[key] for key in ("vars", "output_map") if isinstance(data.get(key), dict)}
     parameters = {}
     for name, raw in (data.get("parameters") if isinstance(data.get("parameters"), dict) else {}).items():
@@ -221,9 +253,9 @@ def _partial(data: dict[str, Any], positions: Positions, default_name: str | Non
         except ValidationError:
             pass
     spec = WorkflowSpec.model_construct(version="1.0", name=default_name, description=None, parameters=parameters,
-                                        vars=plain.get("vars", {}), tasks=valid,
+                                        vars=plain.get("vars", {}), tasks=kept,
                                         output_map=plain.get("output_map", {}), timeout=None)
-    return PartialWorkflow(spec, indexes, invalid, positions)
+    return PartialWorkflow(spec, indexes, unreadable, dropped, positions, whole=len(kept) == len(raw_tasks))
 
 
 def _problems(exc: ValidationError, data: Any, positions: Positions) -> list[Problem]:

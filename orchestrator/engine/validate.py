@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -10,11 +9,13 @@ from jsonschema import Draft202012Validator
 
 from .errors import Problem, WorkflowInvalid
 from .expressions import Evaluator
-from .graph import WorkflowGraph, build_graph
+from .graph import WorkflowGraph, build_graph, transitions_of
 from .loader import Positions
-from .spec import ENGINE_COMMANDS, WorkflowSpec, parse_workflow
+from .schemas import schema_problem, standard_schema
+from .spec import ENGINE_COMMANDS, PartialWorkflow, WorkflowSpec, parse_workflow
 
 RESERVED_NAMES = ENGINE_COMMANDS
+ASK_ACTION = "core.ask"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Workflow:
     def name(self) -> str:
         return self.graph.name
 
+    @property
+    def actions(self) -> set[str]:
+        """The actions the file names."""
+        return {task.action for task in self.spec.tasks}
+
 
 def load_workflow(
     text: str,
@@ -38,7 +44,8 @@ def load_workflow(
     evaluator: Evaluator | None = None,
     action_exists: Callable[[str], bool] | None = None,
 ) -> Workflow:
-    """Parse and validate a workflow file's text; raises WorkflowInvalid listing every problem."""
+    """Parse and validate a workflow file's text; raises WorkflowInvalid listing every problem:
+    schema problems and whole-workflow ones together, in one report."""
     evaluator = evaluator or Evaluator()
     try:
         spec, positions = parse_workflow(text, source, default_name)
@@ -46,9 +53,8 @@ def load_workflow(
         partial = exc.partial
         if partial is None:
             raise
-        # Report the whole-workflow problems of the tasks that did parse, all in one go.
         graph = build_graph(partial.spec, partial.indexes)
-        more = check(graph, partial.positions, evaluator, action_exists, partial.indexes, partial.invalid_names)
+        more = check(graph, partial.positions, evaluator, action_exists, partial)
         raise WorkflowInvalid(source, exc.problems + more) from None
     graph = build_graph(spec)
     problems = check(graph, positions, evaluator, action_exists)
@@ -58,16 +64,17 @@ def load_workflow(
 
 
 def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
-          action_exists: Callable[[str], bool] | None = None, indexes: list[int] | None = None,
-          invalid_names: set[str] | None = None) -> list[Problem]:
-    """Every whole-workflow problem. With `invalid_names` (tasks that failed the schema) the
-    checks that need the complete graph (reachability, join inbound counts) are skipped."""
+          action_exists: Callable[[str], bool] | None = None, partial: PartialWorkflow | None = None) -> list[Problem]:
+    """Every whole-workflow problem. For a file that failed the schema (`partial`), the tasks are
+    checked without their invalid keys, and the checks that need the whole graph (reachability,
+    join inbound counts) run only when no task lost a transition."""
     spec = graph.spec
     problems: list[Problem] = []
     at = positions.problem
-    indexes = indexes if indexes is not None else list(range(len(spec.tasks)))
-    complete = not invalid_names
-    invalid_names = invalid_names or set()
+    indexes = partial.indexes if partial is not None else list(range(len(spec.tasks)))
+    dropped = partial.dropped if partial is not None else {}
+    unreadable = partial.unreadable if partial is not None else set()
+    complete = partial is None or partial.complete
     seen: dict[str, int] = {}
     for i, task in zip(indexes, spec.tasks):
         if task.name in seen:
@@ -76,32 +83,31 @@ def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
             seen[task.name] = i
         if task.name in RESERVED_NAMES:
             problems.append(at(("tasks", i, "name"), f"task name '{task.name}' is reserved for an engine command"))
-        if action_exists is not None and not action_exists(task.action):
-            problems.append(at(("tasks", i, "action"), f"task '{task.name}': unknown action '{task.action}'"))
+        if "action" not in dropped.get(i, ()):
+            problems += check_action(task.name, task.action, task.input, ("tasks", i), positions,
+                                     action_exists, lambda value: bool(evaluator.templates_in(value)))
 
-    for node in graph.nodes.values():
-        for tr in node.transitions:
+    for i, task in zip(indexes, spec.tasks):  # every task, duplicates included (graph.nodes keeps one)
+        for tr in transitions_of(task, i):
             for target in tr.do:
-                if target not in graph.nodes and target not in ENGINE_COMMANDS and target not in invalid_names:
-                    problems.append(at(tr.path, f"task '{node.name}': transition to unknown task '{target}'"))
-        join = node.spec.join
-        base = ("tasks", node.position, "join")
-        if not complete:
-            continue
-        if join is not None and len(node.inbound) < 2:
-            problems.append(at(base, f"task '{node.name}': join needs at least two inbound tasks, it has {len(node.inbound)}"))
-        elif isinstance(join, int) and join > len(node.inbound):
-            problems.append(at(base, f"task '{node.name}': join {join} exceeds its {len(node.inbound)} inbound tasks"))
+                if target not in seen and target not in ENGINE_COMMANDS and target not in unreadable:
+                    problems.append(at(tr.path, f"task '{task.name}': transition to unknown task '{target}'"))
 
-    if not complete:
-        pass
-    elif not graph.entry:
-        problems.append(at(("tasks",), "no entry task: every task is the target of a transition"))
-    else:
-        reachable = graph.reachable()
+    if complete:
         for node in graph.nodes.values():
-            if node.name not in reachable:
-                problems.append(at(("tasks", node.position, "name"), f"task '{node.name}' is unreachable from the entry tasks"))
+            join = node.spec.join
+            base = ("tasks", node.position, "join")
+            if join is not None and len(node.inbound) < 2:
+                problems.append(at(base, f"task '{node.name}': join needs at least two inbound tasks, it has {len(node.inbound)}"))
+            elif isinstance(join, int) and join > len(node.inbound):
+                problems.append(at(base, f"task '{node.name}': join {join} exceeds its {len(node.inbound)} inbound tasks"))
+        if not graph.entry:
+            problems.append(at(("tasks",), "no entry task: every task is the target of a transition"))
+        else:
+            reachable = graph.reachable()
+            for node in graph.nodes.values():
+                if node.name not in reachable:
+                    problems.append(at(("tasks", node.position, "name"), f"task '{node.name}' is unreachable from the entry tasks"))
 
     for path, value in _template_fields(spec, indexes):
         for template in evaluator.templates_in(value):
@@ -122,30 +128,22 @@ def check(graph: WorkflowGraph, positions: Positions, evaluator: Evaluator,
     return problems
 
 
-def schema_problem(schema: dict[str, Any]) -> str | None:
-    """Why a JSON schema cannot be used (bad shape, unknown type, bad pattern, a $ref that
-    leads nowhere), or None. Only local `#/...` references are allowed: nothing is fetched."""
-    try:
-        Draft202012Validator.check_schema(schema)
-        if '"$ref"' in json.dumps(schema) and not _local_refs_only(schema):
-            return "only local $ref ('#/...') is allowed"
-        validator = Draft202012Validator(schema, format_checker=None)
-        for probe in ([], [None], [""], [0], [{}]):
-            list(validator.iter_errors(probe))
-    except Exception as exc:  # jsonschema and re raise many kinds; all mean "unusable"
-        return str(getattr(exc, "message", exc)).splitlines()[0]
-    return None
-
-
-def _local_refs_only(value: Any) -> bool:
-    if isinstance(value, dict):
-        ref = value.get("$ref")
-        if ref is not None and not (isinstance(ref, str) and ref.startswith("#")):
-            return False
-        return all(_local_refs_only(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_local_refs_only(v) for v in value)
-    return True
+def check_action(task: str, action: str, task_input: Any, path: tuple[Any, ...], positions: Positions,
+                 action_exists: Callable[[str], bool] | None, templated: Callable[[Any], bool]) -> list[Problem]:
+    """The action checks both formats share: an action no worker has (with `action_exists`), and a
+    `core.ask` schema written in the file (no templates) that is not a valid JSON Schema. `path`
+    is the task's; `templated(value)` says whether a value holds expressions."""
+    problems: list[Problem] = []
+    if action_exists is not None and not action_exists(action):
+        problems.append(positions.problem(path + ("action",), f"task '{task}': unknown action '{action}'"))
+    schema = task_input.get("schema") if action == ASK_ACTION and isinstance(task_input, dict) else None
+    if schema is not None and not templated(schema):
+        reason = schema_problem(standard_schema(schema)) if isinstance(schema, dict) else "it must be a mapping"
+        if reason:
+            place = path + ("input", "schema") if positions.marks.get(path + ("input",)) else path + ("action",)
+            problems.append(positions.problem(place, f"task '{task}': core.ask schema is not a valid JSON Schema: "
+                                                     f"{reason}"))
+    return problems
 
 
 def _template_fields(spec: WorkflowSpec, indexes: list[int]) -> list[tuple[tuple[Any, ...], Any]]:

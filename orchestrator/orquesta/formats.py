@@ -36,7 +36,7 @@ def load_any(text: str, source: str = "<workflow>", default_name: str | None = N
              action_exists: Callable[[str], bool] | None = None) -> Workflow | OrquestaWorkflow:
     """Parse and validate either format; raises WorkflowInvalid listing every problem."""
     if detect_orquesta(text):
-        return load(text, source, default_name)
+        return load(text, source, default_name, action_exists=action_exists)
     return load_workflow(text, source, default_name=default_name, action_exists=action_exists)
 
 

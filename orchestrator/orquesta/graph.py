@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.errors import Problem
+from ..engine.graphview import Edge as ViewEdge
+from ..engine.graphview import GraphView, Node, build_view, condition
 from ..engine.loader import Positions
 from .spec import ENGINE_COMMANDS, RESERVED, OrquestaSpec, RetrySpec, TaskSpec
 
@@ -162,26 +164,13 @@ class OrquestaGraph:
     def has_node(self, name: str) -> bool:
         return name in self.outbound
 
-    def to_mermaid(self) -> str:
-        lines = ["flowchart TD"]
-        for name, edges in self.outbound.items():
-            for edge in edges:
-                when = (edge.when or "").replace('"', "#quot;")
-                label = f'|"{when}"|' if edge.when else ""
-                lines.append(f"  {name} -->{label} {edge.target}")
-        return "\n".join(lines) + "\n"
-
-    def to_dot(self) -> str:
-        lines = ["digraph workflow {"]
-        for name, edges in self.outbound.items():
-            shape = "box" if name in self.tasks else "ellipse"
-            lines.append(f'  "{name}" [shape={shape}];')
-            for edge in edges:
-                when = (edge.when or "").replace("\\", "\\\\").replace('"', '\\"')
-                label = f' [label="{when}"]' if edge.when else ""
-                lines.append(f'  "{name}" -> "{edge.target}"{label};')
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+    def view(self, name: str = "workflow") -> GraphView:
+        """Every task (with its action and join, reachable or not) and every transition, in the
+        file's order; `do: retry` and the engine commands are nodes of their own."""
+        tasks = [Node(n, t.action, t.join) for n, t in self.tasks.items()]
+        edges = [ViewEdge(n, target, condition(tr.when))
+                 for n, t in self.tasks.items() for tr in t.next for target in tr.do]
+        return build_view(name, tasks, edges, self.start)
 
 
 def _next_tasks(task: TaskSpec) -> list[tuple[str, str | None, int]]:

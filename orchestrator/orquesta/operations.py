@@ -235,7 +235,9 @@ class Operations:
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
-        schema = record["ask"].get("schema") or {}
+        from ..engine.schemas import standard_schema  # StackStorm's `required: true` on a property
+
+        schema = standard_schema(record["ask"].get("schema") or {})
         try:
             problems = [e.message for e in Draft202012Validator(schema).iter_errors(event.data)]
         except SchemaError as exc:

@@ -19,13 +19,17 @@ from .inline import InlineError, parse_pairs, split_action
 
 ENGINE_COMMANDS = ("continue", "fail", "noop")
 RESERVED = ENGINE_COMMANDS + ("retry",)
-NAME = re.compile(r"^\w+$")
+NAME = re.compile(r"^\w+$")  # task names
+# Variable names (input, vars, publish, output): any non-empty text without surrounding blanks, as
+# Orquesta accepts; dotted ones (`vars.key.with.periods`) are read with ctx()["vars.key.with.periods"].
+VARIABLE = re.compile(r"^\S(.*\S)?$", re.DOTALL)
 META_KEYS = {"version", "description", "name", "tags"}
 WORKFLOW_KEYS = META_KEYS | {"input", "vars", "output", "tasks"}
 TASK_KEYS = {"action", "input", "next", "join", "with", "retry", "delay"}
 TRANSITION_KEYS = {"when", "publish", "do"}
 ITEMS_KEYS = {"items", "concurrency"}
 RETRY_KEYS = {"when", "count", "delay"}
+_WHOLE_EXPRESSION = re.compile(r"^\s*(<%.*%>|{{.*}})\s*$", re.DOTALL)
 _ITEMS = re.compile(r"^\s*(?:(?P<keys>\w+(?:\s*,\s*\w+)*)\s+in\s+)?(?P<expr>(<%.*%>|{{.*}}))\s*$", re.DOTALL)
 
 Path = tuple[Any, ...]
@@ -148,8 +152,9 @@ class _Parser:
                 self.problem(path + (i,), f"{label}[{i}]: must be a mapping with exactly one key")
                 continue
             (name, default), = entry.items()
-            if not isinstance(name, str) or not NAME.match(name):
-                self.problem(path + (i,), f"{label}[{i}]: name {name!r} must be letters, digits and _")
+            if not isinstance(name, str) or not VARIABLE.match(name):
+                self.problem(path + (i,), f"{label}[{i}]: name {name!r} must be non-empty text without "
+                                          f"leading or trailing blanks")
                 continue
             if name in seen:
                 self.problem(path + (i,), f"{label}: duplicate name '{name}'")
@@ -203,8 +208,9 @@ class _Parser:
             else:
                 self.problem(("input", i), f"input[{i}]: must be a name or a mapping with exactly one key")
                 continue
-            if not NAME.match(spec.name):
-                self.problem(("input", i), f"input[{i}]: name {spec.name!r} must be letters, digits and _")
+            if not VARIABLE.match(spec.name):
+                self.problem(("input", i), f"input[{i}]: name {spec.name!r} must be non-empty text without "
+                                           f"leading or trailing blanks")
             if spec.name in seen:
                 self.problem(("input", i), f"input: duplicate name '{spec.name}'")
             seen.add(spec.name)
@@ -235,7 +241,7 @@ class _Parser:
                 task_input = None
             else:
                 self.expression(task_input, path + ("input",), f"{label}: input")
-        if action is not None:
+        if action is not None and not _WHOLE_EXPRESSION.match(action):  # an action chosen at run time
             try:
                 action, inline = split_action(action)
             except InlineError as exc:

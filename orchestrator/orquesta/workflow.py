@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..engine.errors import ParametersInvalid, Problem, WorkflowInvalid
-from ..engine.loader import load_yaml
+from ..engine.loader import Positions, load_yaml
+from ..engine.validate import check_action
 from .expressions import Expressions
 from .graph import OrquestaGraph, check_graph
 from .spec import OrquestaSpec, collect_spec, is_native
+from .variables import check_variables, texts
 
 _EXPRESSIONS = Expressions()
 
@@ -27,6 +29,12 @@ class OrquestaWorkflow:
     @property
     def name(self) -> str:
         return self.spec.name or self.default_name or _stem(self.source)
+
+    @property
+    def actions(self) -> set[str]:
+        """The actions the file names (not those chosen by an expression at run time)."""
+        return {t.action for t in self.spec.tasks.values()
+                if t.action is not None and not Expressions.has_expressions(t.action)}
 
     def resolve_inputs(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Run inputs checked against the declared `input` names (Orquesta renders defaults
@@ -46,8 +54,10 @@ def is_orquesta(data: Any) -> bool:
 
 
 def load(text: str, source: str = "<workflow>", default_name: str | None = None,
-         expressions: Expressions | None = None) -> OrquestaWorkflow:
-    """Parse and validate; raises WorkflowInvalid listing every problem with its place."""
+         expressions: Expressions | None = None,
+         action_exists: Callable[[str], bool] | None = None) -> OrquestaWorkflow:
+    """Parse and validate; raises WorkflowInvalid listing every problem with its place. With
+    `action_exists`, an action no worker has is one of them."""
     data, positions = load_yaml(text, source)
     if not is_native(data):
         raise WorkflowInvalid(source, [Problem("not an Orquesta workflow: needs version 1.0 and tasks as a mapping")])
@@ -56,9 +66,22 @@ def load(text: str, source: str = "<workflow>", default_name: str | None = None,
         raise WorkflowInvalid(source, problems)
     graph = OrquestaGraph(spec)
     problems += check_graph(graph, positions)
+    problems += check_variables(spec, graph, positions)
+    problems += _check_actions(spec, positions, action_exists)
     if problems:
         raise WorkflowInvalid(source, problems)
     return OrquestaWorkflow(spec, graph, text, source, default_name)
+
+
+def _check_actions(spec: OrquestaSpec, positions: Positions,
+                   action_exists: Callable[[str], bool] | None) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, task in spec.tasks.items():
+        if task.action is None or Expressions.has_expressions(task.action):
+            continue  # a pass-through task, or an action chosen at run time
+        problems += check_action(name, task.action, task.input, ("tasks", name), positions, action_exists,
+                                 lambda value: any(Expressions.has_expressions(t) for t in texts(value)))
+    return problems
 
 
 def _stem(source: str) -> str:

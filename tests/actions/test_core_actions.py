@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers.actions.core import ActionFailed, echo, fail, http, noop, shell, sleep
+from workers.actions.core import ActionFailed, echo, fail, http, local, noop, shell, sleep
 from workers.app import app
 
 
 # --- registration, noop, echo, fail, sleep -------------------------------------------------------
 
 def test_every_core_action_is_registered_under_its_name():
-    for name in ("core.noop", "core.echo", "core.fail", "core.sleep", "core.shell", "core.http"):
+    for name in ("core.noop", "core.echo", "core.fail", "core.sleep", "core.shell", "core.local", "core.http",
+                 "core.ask"):
         assert name in app.tasks, name
     assert app.tasks["core.echo"](message="via registry") == "via registry"
 
@@ -182,6 +183,57 @@ def test_shell_missing_program_or_cwd_fails_clearly(tmp_path: Path):
         shell(cmd=["no-such-program-xyz"])
     with pytest.raises(ActionFailed, match="cannot start the command"):
         shell(cmd="true", cwd=str(tmp_path / "missing"))
+
+
+# --- core.local (StackStorm's shell action) -------------------------------------------------------
+
+def test_local_returns_stackstorms_result_shape():
+    result = local(cmd="echo hello; echo oops >&2")
+    assert result == {"stdout": "hello", "stderr": "oops", "return_code": 0, "succeeded": True, "failed": False}
+    assert app.tasks["core.local"](cmd="printf 'a\\nb\\n\\n'")["stdout"] == "a\nb\n"  # only the last line break goes
+
+
+def test_local_reads_json_output_as_json_like_stackstorm():
+    assert local(cmd="echo 5")["stdout"] == 5
+    assert local(cmd="""echo '{"a": [1, true]}'""")["stdout"] == {"a": [1, True]}
+    assert local(cmd="echo '5 apples'")["stdout"] == "5 apples"
+
+
+def test_local_env_cwd_and_the_shell(tmp_path: Path):
+    result = local(cmd='echo "$GREETING from $(pwd)" | tr a-z A-Z', env={"GREETING": "hi"}, cwd=str(tmp_path))
+    assert result["stdout"] == f"HI FROM {str(tmp_path).upper()}"
+
+
+def test_local_nonzero_exit_fails_and_keeps_the_result():
+    with pytest.raises(ActionFailed) as info:
+        local(cmd="echo partial; echo broken >&2; exit 3")
+    assert str(info.value) == "command exited with 3: broken"
+    assert info.value.result == {"stdout": "partial", "stderr": "broken", "return_code": 3,
+                                 "succeeded": False, "failed": True}
+
+
+def test_local_timeout_kills_the_group_and_reports_what_it_wrote(tmp_path: Path):
+    pidfile = tmp_path / "grandchild.pid"
+    started = time.monotonic()
+    with pytest.raises(ActionFailed) as info:
+        local(cmd=f"echo started; sleep 30 & echo $! > {pidfile}; sleep 5", timeout=0.5)
+    assert time.monotonic() - started < 2
+    assert str(info.value) == "command timed out after 0.5 s"
+    assert info.value.result["return_code"] == -9 and info.value.result["stdout"] == "started"
+    assert _wait_dead(int(pidfile.read_text()))
+
+
+@pytest.mark.parametrize("kwargs, mentions", [
+    ({}, "'cmd'"),
+    ({"cmd": ["echo", "argv"]}, "'cmd' must be a non-empty string"),
+    ({"cmd": " "}, "'cmd'"),
+    ({"cmd": "true", "env": {1: "x"}}, "'env'"),
+    ({"cmd": "true", "cwd": ["/"]}, "'cwd'"),
+    ({"cmd": "true", "timeout": 0}, "'timeout'"),
+])
+def test_local_rejects_bad_input(kwargs, mentions):
+    with pytest.raises(ActionFailed, match=f"core.local: {mentions}"):
+        local(**kwargs)
 
 
 # --- core.http -------------------------------------------------------------------------------------

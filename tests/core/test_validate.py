@@ -44,7 +44,81 @@ def test_schema_and_graph_problems_all_at_once():
         "flow.yaml:7:13: task 'a': transition to unknown task 'ghost'",
         "flow.yaml:8:5: missing required key 'action' in tasks[1]",
         "flow.yaml:9:5: unknown key 'actoin' in tasks[1]",
+        "flow.yaml:10:34: task 'c': join needs at least two inbound tasks, it has 0",
     ]
+
+
+def test_unknown_key_duplicate_task_and_missing_target_together():
+    """The language spec: all problems at once, whichever kind comes first."""
+    text = """
+        version: "1.0"
+        colour: blue
+        tasks:
+          - name: a
+            action: core.noop
+            next: [{do: ghost}]
+          - name: a
+            action: core.noop
+          - name: b
+            action: core.noop
+            shape: round
+            next: [{do: phantom}]
+          - name: b
+            action: core.noop
+    """
+    assert problems(text) == [
+        "flow.yaml:2:1: unknown key 'colour'",
+        "flow.yaml:6:13: task 'a': transition to unknown task 'ghost'",
+        "flow.yaml:7:5: duplicate task name 'a' (first at tasks[0])",
+        "flow.yaml:11:5: unknown key 'shape' in tasks[2]",
+        "flow.yaml:12:13: task 'b': transition to unknown task 'phantom'",
+        "flow.yaml:13:5: duplicate task name 'b' (first at tasks[2])",
+    ]
+    # Without the unknown keys the same graph problems are reported, and nothing else.
+    clean = text.replace("        colour: blue\n", "").replace("            shape: round\n", "")
+    assert [line.split(": ", 1)[1] for line in problems(clean)] == [
+        "task 'a': transition to unknown task 'ghost'",
+        "duplicate task name 'a' (first at tasks[0])",
+        "task 'b': transition to unknown task 'phantom'",
+        "duplicate task name 'b' (first at tasks[2])",
+    ]
+
+
+def test_a_task_that_fails_the_schema_keeps_its_other_checks():
+    lines = problems("""
+        version: "1.0"
+        tasks:
+          - name: a
+            action: core.noop
+            retry: {count: -1}
+            input: {x: "{{ broken( }}"}
+            next: [{do: ghost}]
+          - name: fail
+            timeout: soon
+            action: core.noop
+    """, action_exists=lambda name: False)
+    joined = "\n".join(lines)
+    assert "tasks[0].retry.count: Input should be greater than or equal to 0" in joined
+    assert "task 'a': unknown action 'core.noop'" in joined
+    assert "tasks[0].input: bad template" in joined
+    assert "task 'a': transition to unknown task 'ghost'" in joined
+    assert "tasks[1].timeout: Input should be a valid number" in joined
+    assert "task name 'fail' is reserved" in joined
+
+
+def test_a_missing_action_is_not_looked_up_and_a_broken_transition_skips_reachability():
+    lines = problems("""
+        version: "1.0"
+        tasks:
+          - name: a
+            next: {do: b}
+          - name: b
+            action: core.noop
+    """, action_exists=lambda name: name == "core.noop")
+    assert lines == [
+        "flow.yaml:3:5: missing required key 'action' in tasks[0]",
+        "flow.yaml:4:5: tasks[0].next: Input should be a valid list",
+    ]   # b is not reported unreachable: the transition into it could not be read
 
 
 def test_graph_problems():

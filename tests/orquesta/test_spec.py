@@ -65,10 +65,10 @@ def test_full_workflow_parses():
 
 
 def test_with_shorthand_and_named_item():
-    spec = load("version: 1.0\ntasks:\n  t:\n    with: x in <% ctx(xs) %>\n    action: a\n", "w.yaml").spec
+    spec = load("version: 1.0\ninput: [xs]\ntasks:\n  t:\n    with: x in <% ctx(xs) %>\n    action: a\n", "w.yaml").spec
     assert spec.tasks["t"].items.expression == "<% ctx(xs) %>"
     assert spec.tasks["t"].items.keys == ("x",)
-    spec = load("version: 1.0\ntasks:\n  t:\n    with: '{{ ctx().xs }}'\n    action: a\n", "w.yaml").spec
+    spec = load("version: 1.0\ninput: [xs]\ntasks:\n  t:\n    with: '{{ ctx().xs }}'\n    action: a\n", "w.yaml").spec
     assert spec.tasks["t"].items.keys is None
 
 

@@ -1,16 +1,18 @@
-"""Built-in actions: core.noop, core.echo, core.fail, core.sleep, core.shell and core.http.
+"""Built-in actions: core.noop, core.echo, core.fail, core.sleep, core.shell, core.local (StackStorm's
+shell action), core.http and core.ask.
 
 Each action is an ordinary Celery task called with the workflow task's ``input`` map as keyword
 arguments. It succeeds by returning a JSON-serialisable value and fails by raising; deliberate
 failures raise :class:`ActionFailed` with a one-line message that becomes the step's error text.
 Celery's ``SoftTimeLimitExceeded`` is never caught here, so the orchestrator can report a timeout.
 
-Security: ``core.shell`` with a *string* ``cmd`` runs it through ``/bin/sh -c``. If a workflow
-interpolates parameters or results into that string (``cmd: "grep {{ parameters.word }} f"``),
-anyone who controls those values can inject shell syntax (``x; rm -rf ~``). Prefer the *argv*
-form, a list of strings (``cmd: ["grep", "{{ parameters.word }}", "f"]``): it runs without a
-shell, so every element reaches the program as one literal argument. Keep string commands for
-fixed text written by the workflow author. ``core.http`` only accepts http(s) URLs, so a
+Security: ``core.shell`` with a *string* ``cmd`` (and ``core.local``, whose ``cmd`` is always a
+string) runs it through ``/bin/sh -c``. If a workflow interpolates parameters or results into that
+string (``cmd: "grep {{ parameters.word }} f"``), anyone who controls those values can inject
+shell syntax (``x; rm -rf ~``). Prefer ``core.shell``'s *argv* form, a list of strings
+(``cmd: ["grep", "{{ parameters.word }}", "f"]``): it runs without a shell, so every element
+reaches the program as one literal argument. Keep string commands for fixed text written by the
+workflow author. ``core.http`` only accepts http(s) URLs, so a
 templated URL cannot read local files through ``file://``.
 """
 
@@ -32,7 +34,12 @@ OUTPUT_TAIL = 500  # characters of stderr/stdout quoted in a failure message
 
 
 class ActionFailed(Exception):
-    """A deliberate action failure; its message is reported verbatim as the step's error."""
+    """A deliberate action failure; its message is reported verbatim as the step's error. A
+    `result` (JSON) goes with it: Orquesta workflows read it as ``result()`` of the failed task."""
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result
 
 
 def _is_number(value: Any) -> bool:
@@ -86,6 +93,48 @@ def _tail(text: str) -> str:
     return text if len(text) <= OUTPUT_TAIL else "..." + text[-OUTPUT_TAIL:]
 
 
+def _run_command(action: str, argv: list[str], env: Any, cwd: Any, timeout: Any) -> tuple[int | None, str, str]:
+    """Runs argv in its own process group: (exit code, stdout, stderr), the code None when the
+    command was killed at `timeout` seconds. Bad arguments and a command that cannot start fail
+    the action. Celery's soft time limit (or anything else) kills the group and propagates."""
+    if env is not None and not (isinstance(env, dict) and all(isinstance(k, str) for k in env)):
+        raise ActionFailed(f"{action}: 'env' must be a mapping of names to values, got {env!r}")
+    if cwd is not None and not isinstance(cwd, str):
+        raise ActionFailed(f"{action}: 'cwd' must be a string, got {cwd!r}")
+    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+        raise ActionFailed(f"{action}: 'timeout' must be a number > 0, got {timeout!r}")
+    full_env = {**os.environ, **{key: str(value) for key, value in (env or {}).items()}}
+
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=full_env, cwd=cwd,
+                                start_new_session=True)  # own process group, killable as a whole
+    except OSError as exc:  # program not found, bad cwd, not executable...
+        raise ActionFailed(f"{action}: cannot start the command: {exc}") from None
+    code: int | None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            out, err = proc.communicate(timeout=5)  # what it wrote; with the group dead the pipes close
+        except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
+            proc.wait()
+            out, err = b"", b""
+        code = None
+    except BaseException:  # SoftTimeLimitExceeded (or anything else): never leave it running
+        _kill_group(proc)
+        proc.wait()
+        raise
+    return code, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
+
+
+def _failure(code: int, stdout: str, stderr: str) -> str:
+    detail = _tail(stderr) or _tail(stdout)
+    return f"command exited with {code}" + (f": {detail}" if detail else "")
+
+
 @app.task(name="core.shell")
 def shell(cmd: Any = None, env: Any = None, cwd: Any = None, timeout: Any = None) -> dict[str, Any]:
     """Runs a command; returns ``{"stdout", "stderr", "return_code"}``, fails on a non-zero exit.
@@ -101,40 +150,47 @@ def shell(cmd: Any = None, env: Any = None, cwd: Any = None, timeout: Any = None
     else:
         raise ActionFailed(f"core.shell: 'cmd' must be a non-empty string or a non-empty list of "
                            f"strings, got {cmd!r}")
-    if env is not None and not (isinstance(env, dict) and all(isinstance(k, str) for k in env)):
-        raise ActionFailed(f"core.shell: 'env' must be a mapping of names to values, got {env!r}")
-    if cwd is not None and not isinstance(cwd, str):
-        raise ActionFailed(f"core.shell: 'cwd' must be a string, got {cwd!r}")
-    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
-        raise ActionFailed(f"core.shell: 'timeout' must be a number > 0, got {timeout!r}")
-    full_env = {**os.environ, **{key: str(value) for key, value in (env or {}).items()}}
+    code, stdout, stderr = _run_command("core.shell", argv, env, cwd, timeout)
+    if code is None:
+        raise ActionFailed(f"command timed out after {_seconds(timeout)} s")
+    if code != 0:
+        raise ActionFailed(_failure(code, stdout, stderr))
+    return {"stdout": stdout, "stderr": stderr, "return_code": code}
 
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=full_env, cwd=cwd,
-                                start_new_session=True)  # own process group, killable as a whole
-    except OSError as exc:  # program not found, bad cwd, not executable...
-        raise ActionFailed(f"core.shell: cannot start the command: {exc}") from None
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            proc.communicate(timeout=5)  # reap; with the group dead the pipes close at once
-        except subprocess.TimeoutExpired:  # a grandchild left the group and holds the pipes
-            proc.wait()
-        raise ActionFailed(f"command timed out after {_seconds(timeout)} s") from None
-    except BaseException:  # SoftTimeLimitExceeded (or anything else): never leave it running
-        _kill_group(proc)
-        proc.wait()
-        raise
 
-    stdout = out.decode("utf-8", errors="replace")
-    stderr = err.decode("utf-8", errors="replace")
-    if proc.returncode != 0:
-        detail = _tail(stderr) or _tail(stdout)
-        raise ActionFailed(f"command exited with {proc.returncode}" + (f": {detail}" if detail else ""))
-    return {"stdout": stdout, "stderr": stderr, "return_code": proc.returncode}
+LOCAL_TIMEOUT = 60  # StackStorm's default for core.local
+KILLED = -9         # StackStorm's return_code for a command killed at its timeout
+
+
+def _stackstorm_text(text: str) -> Any:
+    """As StackStorm's local runner reports a stream: without its last line break, and read as
+    JSON when it is JSON (``echo 5`` gives 5, ``echo '{"a": 1}'`` a mapping)."""
+    text = text[:-1] if text.endswith("\n") else text
+    text = text[:-1] if text.endswith("\r") else text
+    try:
+        return jsonlib.loads(text)
+    except ValueError:
+        return text
+
+
+@app.task(name="core.local")
+def local(cmd: Any = None, env: Any = None, cwd: Any = None, timeout: Any = None) -> dict[str, Any]:
+    """StackStorm's ``core.local``: runs the ``cmd`` string with ``/bin/sh -c`` and returns
+    ``{"stdout", "stderr", "return_code", "succeeded", "failed"}`` in StackStorm's shape (streams
+    without their last line break, read as JSON when they are JSON). ``timeout`` defaults to 60
+    seconds, as in StackStorm. A non-zero exit or a timeout fails the action; the failure still
+    carries that result, so a workflow can read ``result().stderr`` when the task failed."""
+    if not isinstance(cmd, str) or not cmd.strip():
+        raise ActionFailed(f"core.local: 'cmd' must be a non-empty string, got {cmd!r}")
+    timeout = LOCAL_TIMEOUT if timeout is None else timeout
+    code, stdout, stderr = _run_command("core.local", ["/bin/sh", "-c", cmd], env, cwd, timeout)
+    result = {"failed": code != 0, "succeeded": code == 0, "return_code": KILLED if code is None else code,
+              "stdout": _stackstorm_text(stdout), "stderr": _stackstorm_text(stderr)}
+    if code is None:
+        raise ActionFailed(f"command timed out after {_seconds(timeout)} s", result=result)
+    if code != 0:
+        raise ActionFailed(_failure(code, stdout, stderr), result=result)
+    return result
 
 
 def _header_dict(message: Any) -> dict[str, str]:
