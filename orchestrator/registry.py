@@ -11,7 +11,7 @@ from typing import Callable
 from .engine.errors import WorkflowInvalid
 from .engine.expressions import Evaluator
 from .engine.validate import Workflow, load_workflow
-from .orquesta.formats import load_any
+from .formats import AnyWorkflow, load_any
 
 EVALUATOR = Evaluator()
 SUFFIXES = (".workflow.yaml", ".workflow.yml", ".yaml", ".yml")
@@ -30,12 +30,12 @@ def default_name(path: Path) -> str:
 
 
 @lru_cache(maxsize=256)
-def _compile(text: str, source: str, name: str | None) -> Workflow:
+def _compile(text: str, source: str, name: str | None) -> AnyWorkflow:
     return load_any(text, source, name)
 
 
 def compile_workflow(text: str, source: str = "<workflow>", name: str | None = None,
-                     action_exists: Callable[[str], bool] | None = None) -> Workflow:
+                     action_exists: Callable[[str], bool] | None = None) -> AnyWorkflow:
     """Parse and validate (cached per content); the action check runs on every call."""
     try:
         workflow = _compile(text, source, name)
@@ -52,7 +52,7 @@ def compile_workflow(text: str, source: str = "<workflow>", name: str | None = N
     return workflow
 
 
-def load_file(path: str | Path, action_exists: Callable[[str], bool] | None = None) -> Workflow:
+def load_file(path: str | Path, action_exists: Callable[[str], bool] | None = None) -> AnyWorkflow:
     path = Path(path)
     try:
         text = path.read_text()

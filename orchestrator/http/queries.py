@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from ..engine.errors import WorkflowInvalid
-from ..engine.validate import Workflow
-from ..orquesta.workflow import OrquestaWorkflow
+from ..formats import graph_view
 from ..registry import compile_workflow
 from ..store.models import WorkflowDefinition, WorkflowRun
 
@@ -48,49 +47,5 @@ def run_graph(conn: Connection, run_id: str) -> dict[str, Any] | None:
         workflow = compile_workflow(row.text, row.source, row.name)
     except WorkflowInvalid as exc:
         return {**empty, "error": f"the stored definition no longer compiles: {exc.lines()[0]}"}
-    if isinstance(workflow, OrquestaWorkflow):
-        return {"kind": "orquesta", "workflow": workflow.name, "error": None, **_orquesta_graph(workflow)}
-    return {"kind": "graph", "workflow": workflow.name, "error": None, **_engine_graph(workflow)}
-
-
-def _engine_graph(workflow: Workflow) -> dict[str, Any]:
-    graph = workflow.graph
-    nodes = [{"name": n.name, "action": n.spec.action, "join": _join(n.spec.join), "command": False}
-             for n in graph.nodes.values()]
-    edges = []
-    for source, target, index in graph.edges:
-        transition = graph.nodes[source].transitions[index]
-        label = " & ".join(p for p in (transition.on, _strip(transition.when)) if p)
-        edges.append({"source": source, "target": target, "label": label})
-    return {"nodes": _with_commands(nodes, edges), "edges": edges, "entry": list(graph.entry)}
-
-
-def _orquesta_graph(workflow: OrquestaWorkflow) -> dict[str, Any]:
-    graph = workflow.graph
-    nodes = [{"name": name, "action": task.action, "join": _join(task.join), "command": False}
-             for name, task in workflow.spec.tasks.items()]
-    edges = [{"source": e.source, "target": e.target, "label": _strip(e.when) or ""}
-             for edges in graph.outbound.values() for e in edges]
-    return {"nodes": _with_commands(nodes, edges), "edges": edges, "entry": list(graph.start)}
-
-
-def _with_commands(nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Engine commands (fail, noop, ...) that edges point at become nodes of their own."""
-    known = {n["name"] for n in nodes}
-    for edge in edges:
-        if edge["target"] not in known:
-            known.add(edge["target"])
-            nodes.append({"name": edge["target"], "action": None, "join": None, "command": True})
-    return nodes
-
-
-def _join(value: Any) -> str | int | None:
-    return value if value is None or isinstance(value, (str, int)) else str(value)
-
-
-def _strip(when: Any) -> str | None:
-    if not isinstance(when, str):
-        return None
-    for opening, closing in (("{{", "}}"), ("<%", "%>")):
-        when = when.replace(opening, "").replace(closing, "")
-    return when.strip()
+    view = graph_view(workflow)
+    return {"kind": view.pop("kind"), "workflow": workflow.name, "error": None, **view}

@@ -20,7 +20,8 @@ from . import machine
 from .expressions import Expressions, Scope
 from .graph import Edge, OrquestaGraph
 from .spec import ENGINE_COMMANDS
-from .state import ABENDED, ACTIVE, CANCELED, COMPLETED, FAILED, RETRYING, SUCCEEDED, OrquestaState, key_of
+from ..core.statuses import ABENDED, ACTIVE, CANCELED, COMPLETED, FAILED, RETRYING, SUCCEEDED
+from .state import OrquestaState, key_of
 
 SATISFIED = "satisfied"
 WAITING = "waiting"            # Orquesta's INBOUND_CRITERIA_WIP

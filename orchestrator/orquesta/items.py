@@ -25,8 +25,8 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from typing import Any
 
-from ..engine.state import ItemStore
-from .state import ABENDED, CANCELED, CANCELING, FAILED, RUNNING, SUCCEEDED
+from ..core.run import ItemStore
+from ..core.statuses import ABENDED, CANCELED, CANCELING, FAILED, RUNNING, SUCCEEDED
 
 
 class LocalItems(ItemStore):

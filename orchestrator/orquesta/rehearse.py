@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.commands import Dispatch, ExecutionStarted, RunFinished, SetTimer, TaskEnded, TimerFired
-from ..engine.conductor import RunInfo
+from ..core.run import RunInfo
 from .conductor import OrquestaConductor
 from .items import LocalItems
 from .state import OrquestaState

@@ -387,7 +387,7 @@ def test_retry_reuses_the_record_with_a_delay():
 
     run = drive(RETRY, outcome=outcome)
     assert attempts == [1, 2, 3]
-    assert run.timers == ["dispatch:1:2", "dispatch:1:3"]
+    assert run.timers == ["dispatch:1:2:-", "dispatch:1:3:-"]
     assert [c.seconds for c in run.of(SetTimer)] == [3.0, 3.0]
     assert [(c.task, c.attempt) for c in run.of(ExecutionStarted)] == [("t", 1), ("t", 2), ("t", 3), ("u", 1)]
     assert [task for task, _ in run.sequence] == ["t", "u"]
@@ -491,7 +491,7 @@ def test_stale_and_duplicate_events_change_nothing():
     assert conductor.apply(state, TaskEnded(99, 1, "succeeded")) == []
     assert conductor.apply(state, TaskEnded(call.seq, 2, "succeeded")) == []
     assert conductor.apply(state, TaskEnded(call.seq, 1, "running")) == []
-    assert conductor.apply(state, TimerFired("dispatch:9:9")) == []
+    assert conductor.apply(state, TimerFired("dispatch:9:9:-")) == []
     assert json.dumps(state.to_dict(), sort_keys=True) == before
     assert conductor.apply(state, TaskEnded(call.seq, 1, "succeeded"))     # accepted: at least one command
     assert conductor.apply(state, TaskEnded(call.seq, 1, "succeeded")) == []
@@ -621,7 +621,7 @@ def test_a_canceled_task_cancels_the_workflow_once_siblings_end():
 def test_format_helpers_pick_the_right_machinery():
     from orchestrator.engine.conductor import Conductor
     from orchestrator.engine.state import WorkflowState
-    from orchestrator.orquesta.formats import conductor_for, load_any, resolve_params, state_from_dict
+    from orchestrator.formats import conductor_for, load_any, resolve_params, state_from_dict
 
     orquesta = load_any("version: 1.0\ninput: [a]\ntasks:\n  t:\n    action: core.noop\n", "o.yaml")
     native = load_any("version: '1.0'\ntasks:\n  - name: t\n    action: core.noop\n", "n.yaml", "n")
@@ -638,7 +638,8 @@ def test_the_orquesta_package_is_pure():
     import subprocess
     import sys
 
-    code = ("import sys, orchestrator.orquesta, orchestrator.orquesta.formats, orchestrator.orquesta.cases; "
+    code = ("import sys, orchestrator.core.control, orchestrator.orquesta, orchestrator.cases, "
+            "orchestrator.engine.conductor, orchestrator.engine.rehearsal; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'sqlalchemy', 'kombu', 'redis'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
