@@ -57,18 +57,23 @@ class OrquestaConductor:
     are read (the shell's rows); what this conductor records itself is layered on top of it
     (items.LocalItems; pass one to share it between conductors of the same run). `journal`,
     when given, receives (task, route) of every record created (rehearsals list the whole task
-    sequence from it; the state keeps only the records decisions need). The run control
+    sequence from it; the state keeps only the records decisions need); `item_window` caps
+    the items of one execution out at once (rehearsals). The run control
     (core/control.py, given orquesta/control.py) does pause, resume, cancel, core.ask, call
     watches, input limits and fan-in marking; this class Orquesta's flow of tasks."""
 
     def __init__(self, workflow: OrquestaWorkflow, run: RunInfo, evaluator: Expressions | None = None,
-                 items: Any = None, journal: list[tuple[str, int]] | None = None):
+                 items: Any = None, journal: list[tuple[str, int]] | None = None, item_window: int | None = None):
         self.workflow = workflow
         self.graph = workflow.graph
         self.run = run
         self.expressions = evaluator or _EXPRESSIONS
         self.items = items if isinstance(items, LocalItems) else LocalItems(items)
         self.journal = journal
+        # The most items of a with-items execution out at once, whatever its concurrency: a
+        # rehearsal in Orquesta's wave model sets 1 (Orquesta's rehearsal starts an item only
+        # when its wave reaches it, so items after a failed one never run).
+        self.item_window = item_window
         self.control = RunControl(OrquestaControl(self))
 
     # Public API -----------------------------------------------------------------------------
@@ -422,6 +427,8 @@ class OrquestaConductor:
         items = record["items"]
         limit = items["concurrency"]
         limit = items["count"] if limit is None else max(1, limit)
+        if self.item_window is not None:
+            limit = min(limit, self.item_window)
         if state.status in (PAUSING, PAUSED):
             limit = 0  # no new item while paused; resume refills the window
         spec = self.graph.tasks[record["id"]]
