@@ -18,7 +18,8 @@ from typing import Any, Callable, Union
 
 import yaml
 
-from .core.run import ItemStore, RunInfo
+from .core.items import ItemStore
+from .core.run import RunInfo
 from .engine.conductor import Conductor
 from .engine.params import resolve_parameters
 from .engine.state import WorkflowState

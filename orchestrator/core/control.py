@@ -54,12 +54,9 @@ class StepOut(Protocol):
 
 
 class Conducted(Protocol):
-    """What a format's conductor gives the run control (both conductors implement it)."""
+    """What a format gives the run control (engine/control.py, orquesta/control.py)."""
 
-    run: RunInfo
-
-    def control_table(self) -> dict[str, dict[str, str]]:
-        """The operators' status machine for this format (CONTROL, perhaps extended)."""
+    table: dict[str, dict[str, str]]  # the operators' status machine for this format (CONTROL, perhaps extended)
 
     def calls_out(self, state: Any) -> list[Call]:
         """Calls dispatched and not yet ended, in seq order: not a delayed or held-back launch, not
@@ -113,9 +110,9 @@ class Conducted(Protocol):
 class RunControl:
     """The run control of one conductor (see the module docstring)."""
 
-    def __init__(self, conductor: Conducted):
+    def __init__(self, conductor: Conducted, run: RunInfo):
         self.conductor = conductor
-        self.run = conductor.run
+        self.run = run
 
     # Routing ------------------------------------------------------------------------------------
 
@@ -247,7 +244,7 @@ class RunControl:
     def control(self, state: RunState, step: StepOut, action: str) -> bool:
         """pause: running calls finish, nothing new starts (pausing, then paused); resume: the
         held-back work starts; cancel: running calls are revoked and the run ends canceled."""
-        target = self.conductor.control_table().get(state.status, {}).get(action)
+        target = self.conductor.table.get(state.status, {}).get(action)
         if target is None:
             return False
         if action == "cancel":

@@ -1,5 +1,5 @@
 """What a conductor is given besides the workflow: facts about the run (the core has no clock or
-ids of its own) and where with_items values and results are read."""
+ids of its own); and what the shell stores of a run's state."""
 
 from __future__ import annotations
 
@@ -26,18 +26,6 @@ class RunInfo:
     # shell finds no trace of is dispatched again. None: no lease (rehearsals).
     lease: float | None = None
     max_input_bytes: int | None = None
-
-
-class ItemStore:
-    """Where with_items values and item results live, outside the run's state, so a step costs the
-    same at item 10 and item 10,000. The shell reads them from the database; this in-memory base
-    (used by rehearsals) holds nothing beyond what the conductor recorded itself."""
-
-    def item(self, seq: int, index: int) -> Any:
-        raise KeyError(f"item {index} of execution {seq} is not stored")
-
-    def results(self, seq: int) -> dict[int, Any]:
-        return {}
 
 
 class StateData(Protocol):

@@ -17,7 +17,8 @@ from typing import Any
 from ..core.commands import (Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, Rerun, Revoke,
                              RunFinished, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired, VariablesSet)
 from ..core.control import RunControl
-from ..core.run import ItemStore, RunInfo  # noqa: F401 (RunInfo stays importable from here)
+from ..core.items import ItemStore, LocalItems
+from ..core.run import RunInfo
 from ..core.statuses import (CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED,
                              TASK_FAILURES, TIMED_OUT)
 from ..core.timers import DISPATCH, WORKFLOW_TIMER, parse_timer_key, timer_key
@@ -25,6 +26,7 @@ from .control import NativeControl
 from .errors import ExpressionError
 from .expressions import Evaluator, shared_evaluator
 from .graph import TaskNode, Transition
+from .context import expression_context
 from .machine import next_status
 from .state import Execution, WorkflowState
 from .validate import Workflow
@@ -50,11 +52,9 @@ class Conductor:
         self.graph = workflow.graph
         self.run = run
         self.evaluator = evaluator or shared_evaluator()
-        self.items = items or ItemStore()
-        self.control = RunControl(NativeControl(self))
-        # Item values and results recorded by this conductor, not yet readable from the store.
-        self._item_values: dict[int, list[Any]] = {}
-        self._item_results: dict[int, dict[int, Any]] = {}
+        # with_items values and results: the shell's rows, under what this conductor recorded
+        self.items = items if isinstance(items, LocalItems) else LocalItems(items)
+        self.control = RunControl(NativeControl(self), run)
 
     # Public API -----------------------------------------------------------------------------
 
@@ -255,7 +255,7 @@ class Conductor:
         step.commands.append(ExecutionStarted(seq, node.name, 1, items=len(items)))
         if items:
             step.commands.append(ItemsCreated(seq, items))
-            self._item_values[seq] = items
+            self.items.created(seq, items)
         if not items:
             step.queue.append(("ended", seq, SUCCEEDED, [], None))
         elif spec.delay:
@@ -315,7 +315,7 @@ class Conductor:
             self.finish_items(step, execution)
 
     def _record_item(self, step: _Step, seq: int, index: int, status: str, result: Any) -> None:
-        self._item_results.setdefault(seq, {})[index] = result
+        self.items.ended(seq, index, result)
         step.commands.append(ItemEnded(seq, index, status, result))
 
     def _item_failed(self, step: _Step, execution: Execution, index: int, status: str, error: str | None) -> None:
@@ -357,7 +357,7 @@ class Conductor:
         if item is None:
             context = self._context(state, node.name, attempt=attempt)
         else:
-            context = self._context(state, node.name, item=self._item_value(execution.seq, item), index=item,
+            context = self._context(state, node.name, item=self.items.item(execution.seq, item), index=item,
                                     attempt=attempt)
         try:
             payload = self.evaluator.render(node.spec.input, context)
@@ -380,18 +380,13 @@ class Conductor:
 
     def forget(self, seq: int) -> None:
         """An execution left the state: drop what this conductor recorded of its items."""
-        self._item_values.pop(seq, None)
-        self._item_results.pop(seq, None)
-
-    def _item_value(self, seq: int, index: int) -> Any:
-        values = self._item_values.get(seq)
-        return values[index] if values is not None else self.items.item(seq, index)
+        self.items.forget(seq)
 
     def finish_items(self, step: _Step, execution: Execution) -> None:
         done = execution.item_error is None and execution.next_item >= execution.items
         if execution.in_flight or not (done or execution.item_error):
             return
-        recorded = {**self.items.results(execution.seq), **self._item_results.get(execution.seq, {})}
+        recorded = self.items.results(execution.seq)
         results = [recorded[i] for i in sorted(recorded)]
         if execution.item_error is None:
             step.queue.append(("ended", execution.seq, SUCCEEDED, results, None))
@@ -494,31 +489,8 @@ class Conductor:
 
     # Helpers ----------------------------------------------------------------------------------
 
-    def _context(self, state: WorkflowState, task: str | None = None, *, status: str | None = None,
-                 result: Any = None, item: Any = None, index: int | None = None,
-                 attempt: int | None = None) -> dict[str, Any]:
-        if attempt is None:
-            attempt = 1
-            if task is not None:
-                for execution in state.active.values():
-                    if execution.task == task:
-                        attempt = execution.attempt
-        context = {
-            "parameters": self.run.params,
-            "workflow": state.vars, "vars": state.vars, "variables": state.vars,
-            "task": state.tasks, "tasks": state.tasks,
-            "config": self.run.config,
-            "system": {"workflow_id": self.run.run_id, "workflow_name": self.graph.name,
-                       "workflow_start": self.run.started_at, "task_name": task, "attempt": attempt},
-            "succeeded": lambda: status == SUCCEEDED,
-            "failed": lambda: status == FAILED,
-            "timed_out": lambda: status == TIMED_OUT,
-            "result": lambda: result,
-        }
-        if index is not None:
-            context["item"] = item
-            context["index"] = index
-        return context
+    def _context(self, state: WorkflowState, task: str | None = None, **facts: Any) -> dict[str, Any]:
+        return expression_context(self.run, self.graph.name, state, task, **facts)
 
 
 class _TransitionError(Exception):

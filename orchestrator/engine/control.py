@@ -8,7 +8,6 @@ from typing import Any, Protocol
 
 from ..core.commands import ExecutionEnded, ItemEnded, RunFinished, TaskEnded
 from ..core.control import CONTROL, Call
-from ..core.run import RunInfo
 from ..core.statuses import CANCELED, SUCCEEDED
 from ..core.timers import DISPATCH, timer_key
 from .graph import TaskNode, WorkflowGraph
@@ -21,7 +20,6 @@ class NativeFlow(Protocol):
     """What this side of the run control uses of the native Conductor."""
 
     graph: WorkflowGraph
-    run: RunInfo
 
     def launch_or_fail(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution, attempt: int,
                        item: int | None) -> None: ...
@@ -34,12 +32,10 @@ class NativeFlow(Protocol):
 class NativeControl:
     """A `core.control.Conducted` over a native Conductor."""
 
+    table = CONTROL
+
     def __init__(self, conductor: NativeFlow):
         self.conductor = conductor
-        self.run = conductor.run
-
-    def control_table(self) -> dict[str, dict[str, str]]:
-        return CONTROL
 
     # Calls ------------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from . import items as item_book
 from .control import ASK, OrquestaControl, ask_timeout
 from .expressions import Expressions, Scope
 from .flow import Flow, Step
-from .items import LocalItems
+from ..core.items import LocalItems
 from .rerun import rerun_requests, request_rerun
 from .contexts import merge
 from .state import HANDING_OUT, OrquestaState
@@ -74,7 +74,7 @@ class OrquestaConductor:
         # rehearsal in Orquesta's wave model sets 1 (Orquesta's rehearsal starts an item only
         # when its wave reaches it, so items after a failed one never run).
         self.item_window = item_window
-        self.control = RunControl(OrquestaControl(self))
+        self.control = RunControl(OrquestaControl(self), run)
 
     # Public API -----------------------------------------------------------------------------
 

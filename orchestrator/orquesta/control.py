@@ -16,13 +16,12 @@ from typing import Any, Protocol
 
 from ..core.commands import CancelTimer, ExecutionEnded, ItemEnded, TaskEnded
 from ..core.control import CONTROL, Call
-from ..core.run import RunInfo
 from ..core.statuses import CANCELED, CANCELING, DELAYED, FAILED, RUNNING, SUCCEEDED, TIMED_OUT
 from . import items as item_book
 from .expressions import Expressions
 from .flow import Flow, Step
 from .graph import OrquestaGraph
-from .items import LocalItems
+from ..core.items import LocalItems
 from .state import OrquestaState
 
 ASK = "core.ask"
@@ -40,7 +39,6 @@ class OrquestaFlow(Protocol):
 
     graph: OrquestaGraph
     expressions: Expressions
-    run: RunInfo
     items: LocalItems
 
     def task_ended(self, state: OrquestaState, flow: Flow, event: TaskEnded) -> bool: ...
@@ -55,12 +53,10 @@ class OrquestaFlow(Protocol):
 class OrquestaControl:
     """A `core.control.Conducted` over an OrquestaConductor."""
 
+    table = TABLE
+
     def __init__(self, conductor: OrquestaFlow):
         self.conductor = conductor
-        self.run = conductor.run
-
-    def control_table(self) -> dict[str, dict[str, str]]:
-        return TABLE
 
     def _flow(self, state: OrquestaState, step: Step) -> Flow:
         return Flow(self.conductor.graph, self.conductor.expressions, state, step)

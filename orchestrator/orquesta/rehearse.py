@@ -23,7 +23,7 @@ from typing import Any
 from ..engine.commands import Dispatch, ExecutionStarted, RunFinished, SetTimer, TaskEnded, TimerFired
 from ..core.run import RunInfo
 from .conductor import OrquestaConductor
-from .items import LocalItems
+from ..core.items import LocalItems
 from .state import OrquestaState
 from .workflow import OrquestaWorkflow
 

@@ -13,7 +13,8 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from ..engine.commands import Command, ItemEnded, ItemsCreated
-from ..core.run import ItemStore, StateData
+from ..core.items import ItemStore
+from ..core.run import StateData
 from ..secrets import Redactor
 from ..lifecycle import LifecycleEvent, lifecycle_events
 from . import statements as sql

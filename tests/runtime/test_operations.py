@@ -394,7 +394,7 @@ def test_rerun_after_fixing_the_failing_action(fmt, worker, orchestrator_env, tm
     assert [t["name"] for t in summary["tasks"]] == ["first", "fragile", "fragile", "last"]
     assert summary["output"] == {"last": "one then last"}
     again = cli("rerun", run.id, "--from", "nope", env=orchestrator_env)
-    assert again.returncode == 2 and "nope" in again.stderr
+    assert again.returncode == 2 and again.stderr.startswith("error:")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
