@@ -26,7 +26,7 @@ from bisect import insort
 from typing import Any
 
 from ..core.commands import (CallPaused, Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded,
-                             ItemsCreated, Rerun, RunFinished, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired,
+                             ItemsCreated, Rerun, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired,
                              VariablesSet)
 from ..core.control import Call, RunControl
 from ..core.run import RunInfo
@@ -39,8 +39,8 @@ from .control import ASK, OrquestaControl, ask_timeout
 from .expressions import Expressions, Scope
 from .flow import Flow, Step
 from ..core.items import LocalItems
+from .output import finish
 from .rerun import rerun_requests, request_rerun
-from .contexts import merge
 from .state import HANDING_OUT, OrquestaState
 from .workflow import _EXPRESSIONS, OrquestaWorkflow
 
@@ -279,7 +279,7 @@ class OrquestaConductor:
         if state.status in HANDING_OUT and not state.has_active():
             flow.fail("the workflow cannot make progress: nothing is running and nothing can start")
         if state.status in COMPLETED and not state.has_active():
-            self._finish(state, flow)
+            finish(state, self.workflow, self.expressions, flow.step)
 
     def _hand_out(self, state: OrquestaState, flow: Flow) -> bool:
         staged = state.ready_staged()
@@ -461,50 +461,9 @@ class OrquestaConductor:
                                                          results, None if status == SUCCEEDED else items.get("error")))
                 flow.complete(record, status, results)
 
-    # Finishing ------------------------------------------------------------------------------
-
-    def _finish(self, state: OrquestaState, flow: Flow) -> None:
-        """Render the output from the terminal tasks' contexts and emit RunFinished."""
-        terminal = state.terminal()
-        context: dict[str, Any] = {}
-        for i, record in enumerate(terminal):
-            indexes = list(record["ctxs"]["in"])
-            if i > 0 and 0 in indexes:
-                indexes.remove(0)
-            context = merge(context, state.context(indexes))
-        outputs: dict[str, Any] = {}
-        for name, expression in self.workflow.spec.output:
-            try:
-                outputs[name] = self.expressions.evaluate(expression, Scope(dict(context, **outputs),
-                                                                            status_of=state.status_of))
-            except ExpressionError as exc:
-                state.log_error(f"output {name}: {exc}")
-                if state.status != CANCELED:
-                    state.status = FAILED
-        state.output = outputs or None
-        state.finished = True
-        error = None
-        if state.status == CANCELED and state.reason:
-            error = state.reason
-        elif state.status != SUCCEEDED:
-            error = "; ".join(_describe(e) for e in state.errors) or f"workflow {state.status}"
-        flow.step.commands.append(RunFinished(state.status, state.output, error))
-
 
 def _named(keys: tuple[str, ...], value: Any) -> Any:
     """An item under `a, b in …`: a list/tuple is zipped to the names; one name wraps the value."""
     if isinstance(value, (list, tuple)):
         return dict(zip(keys, value, strict=False))
     return {keys[0]: value} if len(keys) == 1 else value
-
-
-def _describe(error: dict[str, Any]) -> str:
-    """One error entry of the state as a readable phrase for RunFinished.error."""
-    task = error.get("task_id")
-    if error["message"] == "Execution failed. See result for details.":
-        if task == "fail":
-            return "failed by the 'fail' command"
-        result = error.get("result")
-        return f"task '{task}' failed" + (f": {result}" if result is not None else "")
-    return f"task '{task}': {error['message']}" if task else error["message"]
-
