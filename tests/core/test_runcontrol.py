@@ -166,6 +166,17 @@ def test_every_dispatch_is_watched_by_the_lease_and_a_report_removes_the_watch(f
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_a_report_that_names_no_call_out_changes_nothing(fmt):
+    run = Run(fmt, ITEMS, lease=600)
+    items = dispatched(run.started)
+    assert run(done(items[0]))
+    assert run(done(items[0])) == []  # redelivered
+    assert run(TaskEnded(items[1].seq, 2, "succeeded", None, None, 1)) == []  # another attempt
+    assert run(TaskEnded(99, 1, "succeeded")) == []  # another execution
+    assert run.calls() == [(items[1].seq, 1, 1), (items[2].seq, 1, 2)]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_a_lease_that_finds_the_call_running_waits_again_and_one_that_finds_no_trace_sends_it_again(fmt):
     run = Run(fmt, ONE, lease=600)
     (a,) = dispatched(run.started)

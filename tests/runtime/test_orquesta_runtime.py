@@ -78,3 +78,37 @@ def test_engine_commands_are_not_listed_as_tasks(worker, orchestrator_env):
     assert [t["name"] for t in json.loads(shown.stdout)["tasks"]] == ["only"]
     table = cli("status", run.id, env=orchestrator_env)
     assert table.returncode == 0 and "only" in table.stdout and "continue" not in table.stdout
+
+
+def test_orquesta_with_items_and_a_join_go_out_as_fan_ins(worker):
+    """All items dispatched at once, and siblings into a `join: all`, are one chord each (the
+    run control marks them for both formats); the batch is applied as one wave."""
+    summary = submit(textwrap.dedent("""
+        version: 1.0
+        tasks:
+          each:
+            with: <% range(0, 20) %>
+            action: tests.add
+            input: {a: <% item() %>, b: 100}
+            next:
+              - publish: total=<% result().sum() %>
+                do: left, right
+          left:
+            action: tests.add
+            input: {a: 1, b: 2}
+            next: [{do: joined}]
+          right:
+            action: tests.add
+            input: {a: 3, b: 4}
+            next: [{do: joined}]
+          joined:
+            join: all
+            action: core.echo
+            input: {message: joined}
+        output:
+          - total: <% ctx(total) %>
+    """)).wait(60)
+    assert summary["status"] == "succeeded", summary
+    assert summary["output"] == {"total": sum(range(20)) + 2000}
+    assert [(t["name"], t["items"]) for t in summary["tasks"]] == [("each", 20), ("left", None), ("right", None),
+                                                                   ("joined", None)]
