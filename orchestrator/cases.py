@@ -33,7 +33,8 @@ import yaml
 
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .orquesta.rehearse import Script, WaveRun, rehearse_waves
-from .orquesta.workflow import is_orquesta, load
+from .formats import detect_orquesta
+from .orquesta.workflow import load
 
 LEVELS = ("strict", "names", "outcome")
 
@@ -131,7 +132,7 @@ class _Runner:
     def run(self, case: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         text, source = self.workflow_text(case)
         inputs = case.get("inputs", case.get("params")) or {}
-        if is_orquesta(yaml.safe_load(text)):
+        if detect_orquesta(text):
             return "orquesta", self.run_orquesta(case, text, source, inputs)
         if case.get("rerun"):
             raise CaseFileError(f"case '{case['name']}': rerun stages are for Orquesta workflows only")
