@@ -108,7 +108,7 @@ def test_orquesta_with_items_and_a_join_go_out_as_fan_ins(worker):
         output:
           - total: <% ctx(total) %>
     """)).wait(60)
-    assert summary["status"] == "succeeded", summary
+    assert summary["status"] == "succeeded", (summary["error"], summary["tasks"])
     assert summary["output"] == {"total": sum(range(20)) + 2000}
     assert [(t["name"], t["items"]) for t in summary["tasks"]] == [("each", 20), ("left", None), ("right", None),
                                                                    ("joined", None)]
