@@ -454,3 +454,22 @@ def test_lost_items_are_sent_again_one_by_one():
     assert run.conductor.calls(run.state) == [(1, 1, 0), (1, 1, 1)]
     again = calls(run(CallLost(1, 1, 1)))
     assert [(c.item, c.input) for c in again] == [(1, {"message": 2})]
+
+
+# Timers stored by runs in progress before timer keys had one format --------------------------
+
+def test_a_delay_and_an_ask_timeout_stored_under_the_earlier_keys_still_fire():
+    delayed = Run("""
+version: 1.0
+tasks:
+  later:
+    action: core.noop
+    delay: 30
+""")
+    assert SetTimer("dispatch:1:1:-", 30.0) in delayed.started
+    delayed.state.by_seq(1)["waiting"] = "dispatch:1:1"  # as the earlier version stored it
+    assert [c.task for c in calls(delayed(TimerFired("dispatch:1:1")))] == ["later"]
+    asked = Run(ASK)
+    asked.state.by_seq(1)["ask"]["timer"] = "ask:1:1"
+    expired = asked(TimerFired("ask:1:1"))
+    assert ExecutionEnded(1, "approve", 1, "failed", None, "no response within 5 s") in expired
