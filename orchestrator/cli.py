@@ -296,9 +296,14 @@ def rehearse(cases_file: Path = typer.Argument(..., help="A rehearsal file: JSON
              as_json: bool = typer.Option(False, "--json", help="Print a machine-readable report."),
              level: str = typer.Option("strict", "--level", help="strict, names or outcome.")) -> None:
     """Rehearse workflows against scripted outcomes; exit 0 when every case passes at --level."""
+    from .cases import CaseFileError
     from .cli_rehearse import rehearse_command
 
-    rehearse_command(cases_file, as_json, level)
+    try:
+        code = rehearse_command(cases_file, as_json, level)
+    except CaseFileError as exc:
+        raise Usage(str(exc)) from None
+    raise typer.Exit(code)
 
 
 @app.command()

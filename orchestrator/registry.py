@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from .engine.errors import WorkflowInvalid
-from .engine.validate import Workflow
-from .orquesta.formats import load_any
+from .formats import AnyWorkflow, load_any
 
 SUFFIXES = (".workflow.yaml", ".workflow.yml", ".yaml", ".yml")
 
@@ -28,12 +27,12 @@ def default_name(path: Path) -> str:
 
 
 @lru_cache(maxsize=256)
-def _compile(text: str, source: str, name: str | None) -> Workflow:
+def _compile(text: str, source: str, name: str | None) -> AnyWorkflow:
     return load_any(text, source, name)
 
 
 def compile_workflow(text: str, source: str = "<workflow>", name: str | None = None,
-                     action_exists: Callable[[str], bool] | None = None) -> Workflow:
+                     action_exists: Callable[[str], bool] | None = None) -> AnyWorkflow:
     """Parse and validate (cached per content); the action check runs on every call."""
     try:
         workflow = _compile(text, source, name)
@@ -48,7 +47,7 @@ def compile_workflow(text: str, source: str = "<workflow>", name: str | None = N
     return workflow
 
 
-def load_file(path: str | Path, action_exists: Callable[[str], bool] | None = None) -> Workflow:
+def load_file(path: str | Path, action_exists: Callable[[str], bool] | None = None) -> AnyWorkflow:
     path = Path(path)
     try:
         text = path.read_text()

@@ -20,14 +20,13 @@ from .canvas import Canvas
 from .config import Settings
 from .engine.commands import (CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired,
                               from_data, to_data)
-from .engine.conductor import WATCHES, parse_timer_key
-from .engine.conductor import RunInfo
+from .core.run import RunInfo
+from .core.timers import WATCHES, parse_timer_key
 from .events import EventPublisher
 from .faults import crash_point
 from .lifecycle import LifecycleEvent
 from .engine.errors import ParametersInvalid, WorkflowInvalid
-from .orquesta.formats import conductor_for, resolve_params
-from .engine.validate import Workflow
+from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
 from .registry import WorkflowNotFound, compile_workflow
 from .secrets import Redactor
 from .store import Database, RunStore
@@ -89,7 +88,7 @@ def child_run_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
 
 class Supervisor:
     def __init__(self, db: Database, canvas: Canvas, settings: Settings,
-                 find_workflow: Callable[[str], Workflow | None] | None = None,
+                 find_workflow: Callable[[str], AnyWorkflow | None] | None = None,
                  events: EventPublisher | None = None):
         self.db = db
         self.canvas = canvas
@@ -102,7 +101,7 @@ class Supervisor:
 
     # Starting -------------------------------------------------------------------------------
 
-    def start(self, workflow: Workflow, params: dict[str, Any] | None, run_id: str,
+    def start(self, workflow: AnyWorkflow, params: dict[str, Any] | None, run_id: str,
               parent: dict[str, Any] | None = None) -> str:
         """Create the run and dispatch its entry tasks; a second call with the same id does nothing.
         Raises ParametersInvalid before anything is written. `parent` names the calling task
@@ -237,15 +236,10 @@ class Supervisor:
             if not events:
                 return None, None
             workflow = self._workflow_by_definition(run.definition_id)
-            state = self.store.load_state(conn, run)
+            state = state_from_dict(*self.store.load_state(conn, run))
             conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
                                       items=StoredItems(conn, run_id))
-            commands: list[Any] = []
-            if hasattr(conductor, "apply_all"):  # Orquesta: a batch completes, then ready tasks start
-                commands.extend(conductor.apply_all(state, events))
-            else:
-                for event in events:
-                    commands.extend(conductor.apply(state, event))
+            commands: list[Any] = conductor.apply_all(state, events)
             if not commands:
                 return None, None  # stale or duplicate: nothing changes
             parent = None
@@ -284,7 +278,7 @@ class Supervisor:
 
     def _carry_out(self, outcome: _Outcome) -> None:
         calls: list[Dispatch] = []
-        children: list[tuple[Dispatch, Workflow]] = []
+        children: list[tuple[Dispatch, AnyWorkflow]] = []
         for command in outcome.commands:
             if isinstance(command, Dispatch):
                 child = None if self.canvas.has_task(command.action) else self.find_workflow(command.action)
@@ -307,7 +301,7 @@ class Supervisor:
         for call, child in children:
             self._start_child(outcome.run_id, call, child)
 
-    def _start_child(self, run_id: str, call: Dispatch, child: Workflow) -> None:
+    def _start_child(self, run_id: str, call: Dispatch, child: AnyWorkflow) -> None:
         """A task whose action names a workflow runs it as a child run; the child's output is the
         task's result. The child's id derives from the call, so a repeated start does nothing."""
         parent = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item}
@@ -330,7 +324,7 @@ class Supervisor:
         return RunInfo(run_id, params, started_at or "", self.settings.config, self.settings.execution_limit,
                        self.settings.timeout_grace, self.settings.lease, self.settings.max_input_bytes)
 
-    def _load_definition(self, definition_id: int) -> Workflow:
+    def _load_definition(self, definition_id: int) -> AnyWorkflow:
         with self.db.reading() as conn:
             row = self.store.definition(conn, definition_id)
         return compile_workflow(row.text, row.source, row.name)

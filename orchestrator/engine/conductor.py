@@ -10,44 +10,26 @@ tasks that end at once (skips, template errors, empty with_items) cannot exhaust
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from .commands import (CallLost, CallPaused, CancelTimer, Command, Control, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded,
-                       ItemsCreated, Responded, Rerun, Revoke, StatusChanged,
-                       RunFinished, SetTimer, StateUpdated, TaskEnded, TimerFired, VariablesSet)
+from ..core.commands import (Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded, ItemsCreated, Rerun, Revoke,
+                             RunFinished, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired, VariablesSet)
+from ..core.control import RunControl
+from ..core.items import ItemStore, LocalItems
+from ..core.run import RunInfo
+from ..core.statuses import (CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED,
+                             TASK_FAILURES, TIMED_OUT)
+from ..core.timers import DISPATCH, WORKFLOW_TIMER, parse_timer_key, timer_key
+from .control import NativeControl
 from .errors import ExpressionError
 from .expressions import Evaluator, shared_evaluator
 from .graph import TaskNode, Transition
-from .state import (CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RUNNING, SKIPPED, SUCCEEDED, TASK_FAILURES, TIMED_OUT, Execution,
-                    ItemStore, WorkflowState)
-from .operations import Operations
+from .context import expression_context
+from .machine import next_status
+from .state import Execution, WorkflowState
 from .validate import Workflow
-
-DEFAULT_EXECUTION_LIMIT = 10_000
-
-from .timers import DEADLINE, DISPATCH, LEASE, WATCHES, WORKFLOW_TIMER, parse_timer_key, timer_key  # noqa: F401 (re-exported)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Facts about the run that the shell supplies (the engine has no clock or ids of its own)."""
-
-    run_id: str
-    params: dict[str, Any]
-    started_at: str = ""
-    config: dict[str, Any] = field(default_factory=dict)
-    execution_limit: int = DEFAULT_EXECUTION_LIMIT
-    # Seconds past an attempt's `timeout` before the engine itself ends it as timed_out: the
-    # worker's own time limit normally reports first; this catches vanished workers and pools
-    # without time limits (the embedded runtime sets 0).
-    timeout_grace: float = 15.0
-    # Seconds after which an attempt without `timeout` that has not reported is checked; a call
-    # the shell finds no trace of is dispatched again. None: no lease (rehearsals).
-    lease: float | None = None
-    max_input_bytes: int | None = None
 
 
 @dataclass
@@ -59,8 +41,10 @@ class _Step:
     changed_vars: dict[str, Any] = field(default_factory=dict)
 
 
-class Conductor(Operations):
-    _new_step = staticmethod(lambda: _Step())
+class Conductor:
+    """Conducts one run of a native Workflow. `items` is where with_items values and results are
+    read (the shell's rows). The run control (core/control.py) does pause, resume, cancel,
+    core.ask, call watches, input limits and fan-in marking; this class the flow of tasks."""
 
     def __init__(self, workflow: Workflow, run: RunInfo, evaluator: Evaluator | None = None,
                  items: ItemStore | None = None):
@@ -68,10 +52,9 @@ class Conductor(Operations):
         self.graph = workflow.graph
         self.run = run
         self.evaluator = evaluator or shared_evaluator()
-        self.items = items or ItemStore()
-        # Item values and results recorded by this conductor, not yet readable from the store.
-        self._item_values: dict[int, list[Any]] = {}
-        self._item_results: dict[int, dict[int, Any]] = {}
+        # with_items values and results: the shell's rows, under what this conductor recorded
+        self.items = items if isinstance(items, LocalItems) else LocalItems(items)
+        self.control = RunControl(NativeControl(self), run)
 
     # Public API -----------------------------------------------------------------------------
 
@@ -92,121 +75,74 @@ class Conductor(Operations):
                 step.commands.append(SetTimer(WORKFLOW_TIMER, self.workflow.spec.timeout))
             for name in self.graph.entry:
                 step.queue.append(("request", name, None))
-        self._drain(state, step)
+        self.drain(state, step)
         return state, step.commands
 
     def apply(self, state: WorkflowState, event: Event) -> list[Command]:
         """Apply one event to `state` (mutated in place). Every accepted event yields at least
-        one command; [] means the event changed nothing (stale or duplicate)."""
+        one command; [] means the event changed nothing (stale or duplicate). Responded raises
+        ValueError for a response nobody waits for or that does not match; Rerun for a run that
+        cannot be rerun."""
         if isinstance(event, Rerun):
             return self._rerun(state, event.tasks)
-        if state.status == CANCELING:
-            return self._while_canceling(state, event)
-        if state.status not in (RUNNING, PAUSING, PAUSED):
-            return []
-        if isinstance(event, Control):
-            return self._control(state, event.action)
-        if isinstance(event, Responded):
-            return self._respond(state, event)
-        if isinstance(event, CallPaused):
-            return self._call_paused(state, event)
-        if isinstance(event, TimerFired):
-            return self._timer(state, event)
-        if isinstance(event, CallLost):
-            return self._call_lost(state, event)
-        execution = state.active.get(event.seq)
-        if execution is None:
-            return []
-        if event.item is None:
-            if execution.items is not None or event.attempt != execution.attempt or execution.waiting:
-                return []
-        elif execution.in_flight.get(event.item) != event.attempt or timer_key(DISPATCH, event.seq, event.attempt, event.item) in execution.waiting:
+        if state.status not in (RUNNING, PAUSING, PAUSED, CANCELING):
             return []
         step = _Step()
-        watch = self._watch(self.graph.nodes[execution.task])
-        if watch:
-            step.commands.append(CancelTimer(timer_key(watch[0], event.seq, event.attempt, event.item)))
-        if event.item is None:
-            step.queue.append(("ended", event.seq, event.status, event.result, event.error))
-        else:
-            self._item_ended(state, step, execution, event)
-        self._drain(state, step)
-        return step.commands
+        accepted = self.control.route(state, step, event)
+        if accepted is None and isinstance(event, TimerFired):
+            accepted = self._timer(state, step, event)
+        if not accepted:
+            return []
+        self.drain(state, step)
+        return step.commands or [StateUpdated()]
+
+    def apply_all(self, state: WorkflowState, events: list[Event]) -> list[Command]:
+        """Apply events in order (a fan-in's batch): the native format decides after each one."""
+        commands: list[Command] = []
+        for event in events:
+            commands.extend(self.apply(state, event))
+        return commands
 
     def calls(self, state: WorkflowState) -> list[tuple[int, int, int | None]]:
         """(seq, attempt, item) of every call out on a worker: not delayed, not held back by a
         pause, not a paused child run, not a core.ask waiting for its answer."""
-        held = self._held(state)
-        return [(seq, attempt, item) for seq, execution in sorted(state.active.items())
-                for item, attempt in self._running(state, seq, execution, held).items()]
+        return self.control.calls(state)
 
-    def _call_lost(self, state: WorkflowState, event: CallLost) -> list[Command]:
-        """A call no worker holds and whose message is gone is sent again (same attempt)."""
-        if (event.seq, event.attempt, event.item) not in self.calls(state):
-            return []
-        execution = state.active[event.seq]
+    def _rerun(self, state: WorkflowState, tasks: tuple[str, ...]) -> list[Command]:
+        """A failed run goes on from its failed tasks (or the named ones); what succeeded stays."""
+        if state.status != FAILED:
+            raise ValueError(f"only a failed run can be rerun (this one is {state.status})")
+        names = list(tasks) or sorted(name for name, info in state.tasks.items() if info["status"] in TASK_FAILURES)
+        unknown = [n for n in names if n not in self.graph.nodes]
+        if unknown or not names:
+            raise ValueError(f"cannot rerun {', '.join(unknown) or 'nothing'}: "
+                             f"{'no such task' if unknown else 'no task failed'}")
+        state.status = next_status(state.status, "rerun")
+        state.failure = None
+        state.joins = {}
         step = _Step()
-        watch = self._watch(self.graph.nodes[execution.task])
-        if watch:
-            step.commands.append(CancelTimer(timer_key(watch[0], event.seq, event.attempt, event.item)))
-        self._launch_or_fail(state, step, self.graph.nodes[execution.task], execution, event.attempt, event.item)
-        self._drain(state, step)
+        step.commands.append(StatusChanged(RUNNING))
+        for name in names:
+            self._start_task(state, step, self.graph.nodes[name])
+        self.drain(state, step)
         return step.commands
 
-    def _timer(self, state: WorkflowState, event: TimerFired) -> list[Command]:
-        step = _Step()
+    def _timer(self, state: WorkflowState, step: _Step, event: TimerFired) -> bool:
+        """The format's own timers: the workflow timeout and delayed dispatches."""
         if event.key == WORKFLOW_TIMER:
             self._time_out_workflow(state, step)
-            self._drain(state, step)
-            return step.commands
+            return True
         kind, seq, attempt, item = parse_timer_key(event.key)
         execution = state.active.get(seq)
-        if execution is None:
-            return []
-        node = self.graph.nodes[execution.task]
-        if kind in WATCHES:
-            if not self._in_flight(execution, attempt, item):
-                return []
-            if kind == DEADLINE and seq in state.asks:  # nobody answered in time (an ask has no call)
-                del state.asks[seq]
-                step.queue.append(("ended", seq, TIMED_OUT, None,
-                                   f"no response within {node.spec.timeout:g} s"))
-                self._drain(state, step)
-                return step.commands
-            if event.running is False:  # no trace of the call: its message was lost
-                self._launch_or_fail(state, step, node, execution, attempt, item)
-            elif kind == LEASE:  # still running, or cannot tell: keep waiting
-                step.commands.append(SetTimer(event.key, self.run.lease))
-            else:
-                return self.apply(state, TaskEnded(seq, attempt, TIMED_OUT, None,
-                                                   f"timed out after {node.spec.timeout:g} s "
-                                                   f"(no report from the worker)", item))
-            self._drain(state, step)
-            return step.commands
-        if event.key not in execution.waiting:
-            return []
+        if kind != DISPATCH or execution is None or event.key not in execution.waiting:
+            return False
         execution.waiting.remove(event.key)
+        node = self.graph.nodes[execution.task]
         if execution.items is not None and item is None:
-            self._dispatch_items(state, step, node, execution)  # a delayed with_items task begins
+            self.dispatch_items(state, step, node, execution)  # a delayed with_items task begins
         else:
-            self._launch_or_fail(state, step, node, execution, attempt, item)
-        self._drain(state, step)
-        return step.commands or [StateUpdated()]  # e.g. the launch was held back by a pause
-
-    @staticmethod
-    def _in_flight(execution: Execution, attempt: int, item: int | None) -> bool:
-        if item is None:
-            return execution.items is None and execution.attempt == attempt and not execution.waiting
-        return execution.in_flight.get(item) == attempt
-
-    def _watch(self, node: TaskNode) -> tuple[str, float] | None:
-        """The timer that watches an attempt in flight: its deadline when the task has a timeout,
-        else the lease (when the runtime sets one)."""
-        if node.spec.timeout:
-            return DEADLINE, node.spec.timeout + self.run.timeout_grace
-        if self.run.lease:
-            return LEASE, self.run.lease
-        return None
+            self.launch_or_fail(state, step, node, execution, attempt, item)
+        return True
 
     def _time_out_workflow(self, state: WorkflowState, step: _Step) -> None:
         """The workflow-level timeout: running calls are revoked and the run fails."""
@@ -222,13 +158,14 @@ class Conductor(Operations):
         state.active.clear()
         state.asks.clear()
         state.deferred = []
-        if state.status != RUNNING:
-            state.status = RUNNING  # a paused run that times out still ends (failed)
+        state.status = next_status(state.status, "timed_out")  # a paused run that times out still ends
         state.failure = f"workflow timed out after {self.workflow.spec.timeout:g} s"
 
     # The work loop ----------------------------------------------------------------------------
 
-    def _drain(self, state: WorkflowState, step: _Step) -> None:
+    def drain(self, state: WorkflowState, step: _Step) -> None:
+        """Work off the step's queue, then record changed variables, watch and mark the calls
+        dispatched, and pause or finish the run when it is due."""
         while step.queue:
             kind, *args = step.queue.popleft()
             if kind == "request":
@@ -237,7 +174,7 @@ class Conductor(Operations):
                 self._ended(state, step, *args)
         if step.changed_vars:
             step.commands.append(VariablesSet(dict(step.changed_vars)))
-        self._mark_fan_ins(step)
+        self.control.finish_step(step.commands)
         self._maybe_finish(state, step)
 
     def _request(self, state: WorkflowState, step: _Step, target: str, source: str | None) -> None:
@@ -318,7 +255,7 @@ class Conductor(Operations):
         step.commands.append(ExecutionStarted(seq, node.name, 1, items=len(items)))
         if items:
             step.commands.append(ItemsCreated(seq, items))
-            self._item_values[seq] = items
+            self.items.created(seq, items)
         if not items:
             step.queue.append(("ended", seq, SUCCEEDED, [], None))
         elif spec.delay:
@@ -326,7 +263,7 @@ class Conductor(Operations):
             execution.waiting.append(key)
             step.commands.append(SetTimer(key, spec.delay))
         else:
-            self._dispatch_items(state, step, node, execution)
+            self.dispatch_items(state, step, node, execution)
 
     def _concurrency(self, state: WorkflowState, node: TaskNode) -> int | None:
         value = node.spec.concurrency
@@ -338,7 +275,7 @@ class Conductor(Operations):
             raise ValueError(f"must be a positive integer, got {value!r}")
         return int(value)
 
-    def _dispatch_items(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution) -> None:
+    def dispatch_items(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution) -> None:
         """Fill the window: start items in index order while fewer than `concurrency` are in flight."""
         try:
             limit = self._concurrency(state, node) or execution.items
@@ -357,9 +294,9 @@ class Conductor(Operations):
                 execution.item_status = FAILED
                 break
         if not execution.in_flight:
-            self._finish_items(step, execution)
+            self.finish_items(step, execution)
 
-    def _item_ended(self, state: WorkflowState, step: _Step, execution: Execution, event: TaskEnded) -> None:
+    def item_ended(self, state: WorkflowState, step: _Step, execution: Execution, event: TaskEnded) -> None:
         node = self.graph.nodes[execution.task]
         index = event.item
         attempt = execution.in_flight[index]
@@ -373,12 +310,12 @@ class Conductor(Operations):
         else:
             self._record_item(step, execution.seq, index, event.status, event.result)
         if execution.item_error is None:
-            self._dispatch_items(state, step, node, execution)
+            self.dispatch_items(state, step, node, execution)
         elif not execution.in_flight:
-            self._finish_items(step, execution)
+            self.finish_items(step, execution)
 
     def _record_item(self, step: _Step, seq: int, index: int, status: str, result: Any) -> None:
-        self._item_results.setdefault(seq, {})[index] = result
+        self.items.ended(seq, index, result)
         step.commands.append(ItemEnded(seq, index, status, result))
 
     def _item_failed(self, step: _Step, execution: Execution, index: int, status: str, error: str | None) -> None:
@@ -395,9 +332,9 @@ class Conductor(Operations):
             execution.waiting.append(key)
             step.commands.append(SetTimer(key, delay))
             return
-        self._launch_or_fail(state, step, node, execution, attempt, item)
+        self.launch_or_fail(state, step, node, execution, attempt, item)
 
-    def _launch_or_fail(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution,
+    def launch_or_fail(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution,
                         attempt: int, item: int | None) -> None:
         error = self._launch(state, step, node, execution, attempt, item)
         if error is None:
@@ -408,11 +345,11 @@ class Conductor(Operations):
         del execution.in_flight[item]
         self._item_failed(step, execution, item, FAILED, error)
         if not execution.in_flight:
-            self._finish_items(step, execution)
+            self.finish_items(step, execution)
 
     def _launch(self, state: WorkflowState, step: _Step, node: TaskNode, execution: Execution, attempt: int,
                 item: int | None) -> str | None:
-        """Render the input and dispatch one call (with its deadline timer); the error, if any.
+        """Render the input and dispatch one call (the run control sets its watch); the error, if any.
         While the run is pausing or paused the launch is held back until it resumes."""
         if state.paused:
             state.deferred.append(["launch", execution.seq, attempt, item])
@@ -420,40 +357,36 @@ class Conductor(Operations):
         if item is None:
             context = self._context(state, node.name, attempt=attempt)
         else:
-            context = self._context(state, node.name, item=self._item_value(execution.seq, item), index=item,
+            context = self._context(state, node.name, item=self.items.item(execution.seq, item), index=item,
                                     attempt=attempt)
         try:
             payload = self.evaluator.render(node.spec.input, context)
         except ExpressionError as exc:
             where = "input" if item is None else f"input of item {item}"
             return f"task '{node.name}': {where}: {exc}"
-        if self.run.max_input_bytes is not None:
-            size = len(json.dumps(payload, default=str))
-            if size > self.run.max_input_bytes:
-                return (f"task '{node.name}': input is {size} bytes, over the limit of {self.run.max_input_bytes} "
-                        f"(pass large data by reference)")
+        error = self.control.check_input(node.name, payload, item)
+        if error is not None:
+            return error
         if node.spec.action == "core.ask" and item is None:
-            state.asks[execution.seq] = {"task": node.name, "schema": payload.get("schema"),
-                                         "prompt": payload.get("prompt")}
-            if node.spec.timeout:
-                step.commands.append(SetTimer(timer_key(DEADLINE, execution.seq, attempt, None), node.spec.timeout))
+            try:
+                state.asks[execution.seq] = self.control.ask(step, node.name, execution.seq, attempt, payload,
+                                                             node.spec.timeout)
+            except ValueError as exc:
+                return f"task '{node.name}': {exc}"
             return None
         step.commands.append(Dispatch(seq=execution.seq, task=node.name, action=node.spec.action, input=payload,
                                       attempt=attempt, item=item, queue=node.spec.queue, timeout=node.spec.timeout))
-        watch = self._watch(node)
-        if watch:
-            step.commands.append(SetTimer(timer_key(watch[0], execution.seq, attempt, item), watch[1]))
         return None
 
-    def _item_value(self, seq: int, index: int) -> Any:
-        values = self._item_values.get(seq)
-        return values[index] if values is not None else self.items.item(seq, index)
+    def forget(self, seq: int) -> None:
+        """An execution left the state: drop what this conductor recorded of its items."""
+        self.items.forget(seq)
 
-    def _finish_items(self, step: _Step, execution: Execution) -> None:
+    def finish_items(self, step: _Step, execution: Execution) -> None:
         done = execution.item_error is None and execution.next_item >= execution.items
         if execution.in_flight or not (done or execution.item_error):
             return
-        recorded = {**self.items.results(execution.seq), **self._item_results.get(execution.seq, {})}
+        recorded = self.items.results(execution.seq)
         results = [recorded[i] for i in sorted(recorded)]
         if execution.item_error is None:
             step.queue.append(("ended", execution.seq, SUCCEEDED, results, None))
@@ -478,8 +411,7 @@ class Conductor(Operations):
             return
         del state.active[seq]
         state.asks.pop(seq, None)
-        self._item_values.pop(seq, None)
-        self._item_results.pop(seq, None)
+        self.forget(seq)
         outcome = result if status not in TASK_FAILURES else error
         step.commands.append(ExecutionEnded(seq, node.name, execution.attempt, status,
                                             result if status not in TASK_FAILURES else (result if execution.items is not None else None),
@@ -531,9 +463,8 @@ class Conductor(Operations):
             return False
 
     def _maybe_finish(self, state: WorkflowState, step: _Step) -> None:
-        if state.status == PAUSING and (state.active or state.deferred) and not self._calls_running(state):
-            state.status = PAUSED
-            step.commands.append(StatusChanged(PAUSED))
+        if state.status == PAUSING and (state.active or state.deferred):
+            self.control.maybe_paused(state, step)
             return
         if state.status not in (RUNNING, PAUSING) or state.active or state.deferred:
             return
@@ -552,72 +483,14 @@ class Conductor(Operations):
         except ExpressionError as exc:
             status = FAILED
             error = f"{error}; output_map: {exc}" if error else f"output_map: {exc}"
-        state.status = status
+        state.status = next_status(state.status, status)
         state.failure = error
         step.commands.append(RunFinished(status, output, error))
 
     # Helpers ----------------------------------------------------------------------------------
 
-    def _mark_fan_ins(self, step: _Step) -> None:
-        """Calls that went out together and all lead into one place become one fan-in:
-        the items of a with_items task dispatched at once, or sibling tasks that go straight
-        into the same join."""
-        groups: dict[str, list[int]] = {}
-        for i, command in enumerate(step.commands):
-            if not isinstance(command, Dispatch):
-                continue
-            node = self.graph.nodes[command.task]
-            if node.spec.retry is not None:
-                continue
-            if command.item is not None:
-                groups.setdefault(f"items:{command.seq}", []).append(i)
-                continue
-            targets = node.targets
-            if len(targets) == 1 and all(self.graph.nodes[t].spec.join == "all" for t in targets):
-                groups.setdefault(f"join:{next(iter(targets))}", []).append(i)
-        for key, indexes in groups.items():
-            if len(indexes) < 2:
-                continue
-            if key.startswith("items:"):
-                execution_items = step.commands[indexes[0]]
-                total = self._item_total(step, execution_items.seq)
-                if total is None or len(indexes) != total:
-                    continue
-            for i in indexes:
-                step.commands[i] = replace(step.commands[i], barrier=key)
-
-    @staticmethod
-    def _item_total(step: _Step, seq: int) -> int | None:
-        for command in step.commands:
-            if isinstance(command, ExecutionStarted) and command.seq == seq:
-                return command.items
-        return None
-
-    def _context(self, state: WorkflowState, task: str | None = None, *, status: str | None = None,
-                 result: Any = None, item: Any = None, index: int | None = None,
-                 attempt: int | None = None) -> dict[str, Any]:
-        if attempt is None:
-            attempt = 1
-            if task is not None:
-                for execution in state.active.values():
-                    if execution.task == task:
-                        attempt = execution.attempt
-        context = {
-            "parameters": self.run.params,
-            "workflow": state.vars, "vars": state.vars, "variables": state.vars,
-            "task": state.tasks, "tasks": state.tasks,
-            "config": self.run.config,
-            "system": {"workflow_id": self.run.run_id, "workflow_name": self.graph.name,
-                       "workflow_start": self.run.started_at, "task_name": task, "attempt": attempt},
-            "succeeded": lambda: status == SUCCEEDED,
-            "failed": lambda: status == FAILED,
-            "timed_out": lambda: status == TIMED_OUT,
-            "result": lambda: result,
-        }
-        if index is not None:
-            context["item"] = item
-            context["index"] = index
-        return context
+    def _context(self, state: WorkflowState, task: str | None = None, **facts: Any) -> dict[str, Any]:
+        return expression_context(self.run, self.graph.name, state, task, **facts)
 
 
 class _TransitionError(Exception):

@@ -15,7 +15,8 @@ from .commands import CancelTimer, Dispatch, ExecutionEnded, ExecutionStarted, R
 from .conductor import Conductor, RunInfo
 from .expressions import Evaluator
 from .params import resolve_parameters
-from .state import FAILED, SUCCEEDED, WorkflowState
+from ..core.statuses import FAILED, SUCCEEDED
+from .state import WorkflowState
 from .validate import Workflow
 
 # (task, input, attempt, item) -> (status, result or error)

@@ -10,18 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-RUNNING = "running"
-PAUSING = "pausing"
-PAUSED = "paused"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-TIMED_OUT = "timed_out"
-SKIPPED = "skipped"
-CANCELING = "canceling"
-CANCELED = "canceled"
-
-TASK_FAILURES = frozenset({FAILED, TIMED_OUT})
-RUN_TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+from ..core.statuses import CANCELED, CANCELING, PAUSED, PAUSING, RUNNING
 
 
 @dataclass
@@ -50,18 +39,6 @@ class Execution:
         return cls(**data)
 
 
-class ItemStore:
-    """Where with_items values and item results live, outside the run's state, so a step costs the
-    same at item 10 and item 10,000. The shell reads them from the database; this in-memory base
-    (used by rehearsals) holds nothing beyond what the conductor recorded itself."""
-
-    def item(self, seq: int, index: int) -> Any:
-        raise KeyError(f"item {index} of execution {seq} is not stored")
-
-    def results(self, seq: int) -> dict[int, Any]:
-        return {}
-
-
 @dataclass
 class WorkflowState:
     status: str = RUNNING
@@ -74,7 +51,8 @@ class WorkflowState:
     # Work held back while pausing/paused, replayed on resume: ["request", target, source] or
     # ["launch", seq, attempt, item].
     deferred: list[list[Any]] = field(default_factory=list)
-    asks: dict[int, dict[str, Any]] = field(default_factory=dict)  # core.ask executions awaiting a response
+    # core.ask executions awaiting a response: {task, schema, prompt[, timer, seconds]} by seq
+    asks: dict[int, dict[str, Any]] = field(default_factory=dict)
     paused_calls: list[list[Any]] = field(default_factory=list)  # [seq, attempt, item] of paused child runs
     vars: dict[str, Any] = field(default_factory=dict)
 
@@ -86,6 +64,15 @@ class WorkflowState:
     @property
     def paused(self) -> bool:
         return self.status in (PAUSING, PAUSED)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run is canceling (the run control's name for it): the failure it records."""
+        return self.failure if self.status in (CANCELING, CANCELED) else None
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self.failure = value
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but `vars`, which the store keeps as rows of their own. Written by hand:

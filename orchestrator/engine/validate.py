@@ -11,7 +11,7 @@ from .errors import Problem, WorkflowInvalid
 from .expressions import Evaluator
 from .graph import WorkflowGraph, build_graph, transitions_of
 from .loader import Positions
-from .schemas import schema_problem, standard_schema
+from ..core.schemas import schema_problem, standard_schema
 from .spec import ENGINE_COMMANDS, PartialWorkflow, WorkflowSpec, parse_workflow
 
 RESERVED_NAMES = ENGINE_COMMANDS

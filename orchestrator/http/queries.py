@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from ..engine.errors import WorkflowInvalid
-from ..orquesta.workflow import OrquestaWorkflow
+from ..formats import graph_view
 from ..registry import compile_workflow
 from ..store.models import WorkflowDefinition, WorkflowRun
 
@@ -47,5 +47,5 @@ def run_graph(conn: Connection, run_id: str) -> dict[str, Any] | None:
         workflow = compile_workflow(row.text, row.source, row.name)
     except WorkflowInvalid as exc:
         return {**empty, "error": f"the stored definition no longer compiles: {exc.lines()[0]}"}
-    kind = "orquesta" if isinstance(workflow, OrquestaWorkflow) else "graph"
-    return {"kind": kind, "workflow": workflow.name, "error": None, **workflow.graph.view(workflow.name).to_dict()}
+    view = graph_view(workflow)
+    return {"kind": view.pop("kind"), "workflow": workflow.name, "error": None, **view}

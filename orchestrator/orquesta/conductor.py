@@ -12,7 +12,8 @@ completed by the engine at once. Engine commands get records of their own (Execu
 ExecutionEnded at once), as in Orquesta's task sequence. RunFinished is emitted once the workflow
 status is final and nothing is in flight (a fail-fast failure lets running siblings finish).
 Events that match nothing in flight are stale and yield []. The operators' events (Control,
-Responded, CallPaused, Rerun) are applied by the Operations mixin (operations.py).
+Responded, CallPaused, CallLost) and the watches' timers go to the run control
+(core/control.py), which calls back through orquesta/control.py; reruns are Orquesta's own.
 
 A step costs the same at the first task as at the ten-thousandth: the state keeps what
 decisions need, not the run's history (state.py), with-items values and results are read from
@@ -24,53 +25,23 @@ from __future__ import annotations
 from bisect import insort
 from typing import Any
 
-from ..engine.commands import (
-    CallLost,
-    CallPaused,
-    CancelTimer,
-    Command,
-    Control,
-    Dispatch,
-    Event,
-    ExecutionEnded,
-    ExecutionStarted,
-    ItemEnded,
-    ItemsCreated,
-    Rerun,
-    Responded,
-    RunFinished,
-    SetTimer,
-    StatusChanged,
-    TaskEnded,
-    TimerFired,
-    VariablesSet,
-)
-from ..engine.conductor import RunInfo
+from ..core.commands import (CallPaused, Command, Dispatch, Event, ExecutionEnded, ExecutionStarted, ItemEnded,
+                             ItemsCreated, Rerun, SetTimer, StateUpdated, StatusChanged, TaskEnded, TimerFired,
+                             VariablesSet)
+from ..core.control import Call, RunControl
+from ..core.run import RunInfo
+from ..core.statuses import (ABENDED, ACTIVE, CANCELED, COMPLETED, DELAYED, FAILED, PAUSED, PAUSING, RESUMING, RETRYING,
+                             RUNNING, SUCCEEDED)
+from ..core.timers import DISPATCH, parse_timer_key, timer_key
 from ..engine.errors import ExpressionError
 from . import items as item_book
+from .control import ASK, OrquestaControl, ask_timeout
 from .expressions import Expressions, Scope
 from .flow import Flow, Step
-from .items import LocalItems
-from .operations import ASK, Operations
-from .rerun import request_rerun
-from .state import (
-    ABENDED,
-    ACTIVE,
-    CANCELED,
-    CANCELING,
-    COMPLETED,
-    DELAYED,
-    FAILED,
-    HANDING_OUT,
-    PAUSED,
-    PAUSING,
-    RESUMING,
-    RETRYING,
-    RUNNING,
-    SUCCEEDED,
-    OrquestaState,
-    merge,
-)
+from ..core.items import LocalItems
+from .output import finish
+from .rerun import rerun_requests, request_rerun
+from .state import HANDING_OUT, OrquestaState
 from .workflow import _EXPRESSIONS, OrquestaWorkflow
 
 STATUS_OF_EVENT = {"succeeded": SUCCEEDED, "failed": FAILED, "timed_out": FAILED, "timeout": FAILED,
@@ -81,34 +52,29 @@ class RerunError(ValueError):
     """A rerun that cannot be done (the run is still active, or a named task never ran)."""
 
 
-def _timer_key(seq: int, attempt: int) -> str:
-    return f"dispatch:{seq}:{attempt}"
-
-
-def _timer_seq(key: str, kind: str) -> int | None:
-    """The seq in a ``kind:<seq>:<attempt>`` timer key, or None."""
-    parts = key.split(":")
-    if len(parts) != 3 or parts[0] != kind or not parts[1].isdigit():
-        return None
-    return int(parts[1])
-
-
-class OrquestaConductor(Operations):
+class OrquestaConductor:
     """Conducts one run of an OrquestaWorkflow. `items` is where with-items values and results
     are read (the shell's rows); what this conductor records itself is layered on top of it
     (items.LocalItems; pass one to share it between conductors of the same run). `journal`,
     when given, receives (task, route) of every record created (rehearsals list the whole task
-    sequence from it; the state keeps only the records decisions need). Operations (pause,
-    resume, cancel, core.ask, reruns by name) are in operations.py."""
+    sequence from it; the state keeps only the records decisions need); `item_window` caps
+    the items of one execution out at once (rehearsals). The run control
+    (core/control.py, given orquesta/control.py) does pause, resume, cancel, core.ask, call
+    watches, input limits and fan-in marking; this class Orquesta's flow of tasks."""
 
     def __init__(self, workflow: OrquestaWorkflow, run: RunInfo, evaluator: Expressions | None = None,
-                 items: Any = None, journal: list[tuple[str, int]] | None = None):
+                 items: Any = None, journal: list[tuple[str, int]] | None = None, item_window: int | None = None):
         self.workflow = workflow
         self.graph = workflow.graph
         self.run = run
         self.expressions = evaluator or _EXPRESSIONS
         self.items = items if isinstance(items, LocalItems) else LocalItems(items)
         self.journal = journal
+        # The most items of a with-items execution out at once, whatever its concurrency: a
+        # rehearsal in Orquesta's wave model sets 1 (Orquesta's rehearsal starts an item only
+        # when its wave reaches it, so items after a failed one never run).
+        self.item_window = item_window
+        self.control = RunControl(OrquestaControl(self), run)
 
     # Public API -----------------------------------------------------------------------------
 
@@ -143,6 +109,7 @@ class OrquestaConductor(Operations):
                 state.stage(name, 0, [0], {}, True)
         self._advance(state, step)
         state.end_step()
+        self.control.finish_step(step.commands)
         return state, step.commands
 
     def apply(self, state: OrquestaState, event: Event) -> list[Command]:
@@ -155,7 +122,7 @@ class OrquestaConductor(Operations):
         nobody waits for or that does not match), CallPaused and Rerun (raises RerunError)."""
         reruns = [e for e in events if isinstance(e, Rerun)]
         if reruns:
-            commands = self.rerun(state, self._rerun_requests(state, reruns[0].tasks))
+            commands = self.rerun(state, rerun_requests(state, reruns[0].tasks))
             return [StatusChanged(RUNNING), *commands]  # the shell reopens the finished run
         if state.finished:
             return []
@@ -165,26 +132,18 @@ class OrquestaConductor(Operations):
         flow = Flow(self.graph, self.expressions, state, step)
         accepted = persist = False
         for event in events:
-            if state.status == CANCELING and state.reason:
-                accepted = self._while_canceling(state, flow, event) or accepted
-            elif isinstance(event, TimerFired):
-                accepted = self._timer(state, flow, event.key) or accepted
-            elif isinstance(event, TaskEnded):
-                accepted = self._task_ended(state, flow, event) or accepted
-            elif isinstance(event, Control):
-                accepted = self._control(state, flow, event.action) or accepted
-            elif isinstance(event, Responded):
-                accepted = self._respond(state, flow, event) or accepted
-            elif isinstance(event, CallPaused) and self._call_paused(state, event):
-                accepted = persist = True
-            elif isinstance(event, CallLost):
-                accepted = self._call_lost(state, flow, event) or accepted
+            done = self.control.route(state, step, event)
+            if done is None and isinstance(event, TimerFired):
+                done = self._timer(state, flow, event.key)
+            accepted = accepted or bool(done)
+            persist = persist or (bool(done) and isinstance(event, CallPaused))
         if not accepted:
             return []
         self._advance(state, step)
         state.end_step()
         if persist and not step.commands:  # the state changed: give the shell something to write
             step.commands.append(StatusChanged(state.status))
+        self.control.finish_step(step.commands)
         return step.commands
 
     def rerun(self, state: OrquestaState, tasks: list[dict[str, Any]] | None = None) -> list[Command]:
@@ -206,15 +165,17 @@ class OrquestaConductor(Operations):
         state.status = RESUMING
         self._advance(state, step)
         state.end_step()
+        self.control.finish_step(step.commands)
         return step.commands
 
     # Events ---------------------------------------------------------------------------------
 
-    def _task_ended(self, state: OrquestaState, flow: Flow, event: TaskEnded) -> bool:
+    def task_ended(self, state: OrquestaState, flow: Flow, event: TaskEnded) -> bool:
+        """A call that is out (the run control checked) reported; False for a status that is
+        not an end."""
         record = state.by_seq(event.seq)
         status = STATUS_OF_EVENT.get(event.status)
-        if (record is None or status is None or record.get("status") not in ACTIVE or record.get("status") == DELAYED
-                or event.attempt != record["attempt"] or record.get("waiting")):
+        if status is None:
             return False
         result = event.result if event.result is not None else event.error
         if event.status == "failed":
@@ -227,9 +188,7 @@ class OrquestaConductor(Operations):
                                                      self._error(event, status)))
             flow.complete(record, status, result)
             return True
-        items = record.get("items")
-        if items is None or item_book.flight_attempt(items, event.item) != event.attempt:
-            return False
+        items = record["items"]
         item_book.ended(items, event.item, status)
         self.items.ended(record["seq"], event.item, result)
         if status in ABENDED or status == CANCELED:
@@ -238,7 +197,7 @@ class OrquestaConductor(Operations):
         task_status = item_book.progress(items)
         if task_status == RUNNING:
             if not items["failed"] and not items["canceled"]:
-                self._dispatch_items(state, flow, record)
+                self.dispatch_items(state, flow, record)
             return True
         if task_status == record["status"]:
             return True
@@ -248,30 +207,28 @@ class OrquestaConductor(Operations):
         flow.complete(record, task_status, results)
         return True
 
-    def calls(self, state: OrquestaState) -> list[tuple[int, int, int | None]]:
-        """(seq, attempt, item) of every call out on a worker (see Operations._running_calls)."""
-        return [(record["seq"], attempt, item) for record, item, attempt in self._running_calls(state)]
+    def calls(self, state: OrquestaState) -> list[Call]:
+        """(seq, attempt, item) of every call out on a worker: not delayed, not held back by a
+        pause, not a paused child run, not a core.ask waiting for its answer."""
+        return self.control.calls(state)
 
-    def _call_lost(self, state: OrquestaState, flow: Flow, event: CallLost) -> bool:
-        """A call no worker holds and whose message is gone is sent again (same attempt)."""
-        record = next((r for r, i, a in self._running_calls(state)
-                       if (r["seq"], i, a) == (event.seq, event.item, event.attempt)), None)
-        if record is None:
-            return False
-        if event.item is None:
+    def resend(self, state: OrquestaState, flow: Flow, call: Call) -> None:
+        """Dispatch a call that is out again (same attempt): its message was lost."""
+        seq, attempt, item = call
+        record = state.active[seq]
+        if item is None:
             self._dispatch(state, flow, record)
-            return True
+            return
         spec = self.graph.tasks[record["id"]]
         items = record["items"]
         try:
-            value = items["values"][event.item] if "values" in items else self.items.item(record["seq"], event.item)
-            action, payload = self._render(spec, flow.scope(record).with_item(value))
-        except (ExpressionError, TypeError) as exc:  # rendered before; only a changed store could fail it
+            value = items["values"][item] if "values" in items else self.items.item(seq, item)
+            action, payload = self._render(spec, flow.scope(record).with_item(value), item)
+        except (ExpressionError, TypeError, ValueError) as exc:  # rendered before; only a changed store could fail it
             state.log_error(str(exc), record["id"], record["route"])
-            return self._task_ended(state, flow, TaskEnded(event.seq, event.attempt, "failed", None, str(exc),
-                                                           event.item))
-        flow.step.commands.append(Dispatch(record["seq"], record["id"], action, payload, record["attempt"], event.item))
-        return True
+            self.task_ended(state, flow, TaskEnded(seq, attempt, "failed", None, str(exc), item))
+            return
+        flow.step.commands.append(Dispatch(seq, record["id"], action, payload, attempt, item))
 
     @staticmethod
     def _error(event: TaskEnded, status: str) -> str | None:
@@ -282,18 +239,29 @@ class OrquestaConductor(Operations):
         return str(event.result) if event.result is not None else event.status
 
     def _timer(self, state: OrquestaState, flow: Flow, key: str) -> bool:
-        if key.startswith("ask:"):
-            return self._ask_expired(state, flow, key)
-        record = state.active.get(_timer_seq(key, "dispatch"))
+        """A delay came due (the run control has the watches and asks' timeouts)."""
+        try:
+            kind, seq, _, _ = parse_timer_key(key)
+        except ValueError:
+            return False
+        record = state.active.get(seq) if kind == DISPATCH else None
         if record is None or record.get("waiting") != key:
             return False
         del record["waiting"]
         if state.status in (PAUSING, PAUSED):  # held until resume
             record["held"] = True
-            flow.step.commands.append(CancelTimer(key))  # a command, so the step is written
+            flow.step.commands.append(StateUpdated())  # the state changed: the step is written
         else:
-            self._release(state, flow, record)
+            self.release(state, flow, record)
         return True
+
+    def release(self, state: OrquestaState, flow: Flow, record: dict[str, Any]) -> None:
+        """A delayed task whose delay is over: dispatch it (or its items)."""
+        state.set_status(record, RUNNING)
+        if "items" in record:
+            self.dispatch_items(state, flow, record)
+        else:
+            self._dispatch(state, flow, record)
 
     # Handing out ----------------------------------------------------------------------------
 
@@ -307,11 +275,11 @@ class OrquestaConductor(Operations):
         step.flush_variables()
         if state.finished:
             return
-        self._maybe_paused(state, flow)
+        self.control.maybe_paused(state, step)
         if state.status in HANDING_OUT and not state.has_active():
             flow.fail("the workflow cannot make progress: nothing is running and nothing can start")
         if state.status in COMPLETED and not state.has_active():
-            self._finish(state, flow)
+            finish(state, self.workflow, self.expressions, flow.step)
 
     def _hand_out(self, state: OrquestaState, flow: Flow) -> bool:
         staged = state.ready_staged()
@@ -375,11 +343,15 @@ class OrquestaConductor(Operations):
             raise TypeError(f"The value of task {what} is not type of integer.")
         return value
 
-    def _render(self, spec: Any, scope: Scope) -> tuple[str | None, dict[str, Any]]:
+    def _render(self, spec: Any, scope: Scope, item: int | None = None) -> tuple[str | None, dict[str, Any]]:
+        """The action and input of one call; ValueError when the input is over the size limit."""
         action = self.expressions.evaluate(spec.action, scope) if spec.action else None
         payload = self.expressions.evaluate(spec.input, scope) if spec.input is not None else {}
         if not isinstance(payload, dict):
             raise TypeError(f"task '{spec.name}': input must render to a mapping, got {type(payload).__name__}")
+        error = self.control.check_input(spec.name, payload, item)
+        if error is not None:
+            raise ValueError(error)
         return action, payload
 
     def _start(self, state: OrquestaState, flow: Flow, entry: dict[str, Any], task: dict[str, Any]) -> None:
@@ -412,10 +384,10 @@ class OrquestaConductor(Operations):
             return
         if task["delay"]:
             state.set_status(record, DELAYED)
-            record["waiting"] = _timer_key(record["seq"], record["attempt"])
+            record["waiting"] = timer_key(DISPATCH, record["seq"], record["attempt"])
             commands.append(SetTimer(record["waiting"], float(task["delay"])))
         elif "items" in record:
-            self._dispatch_items(state, flow, record)
+            self.dispatch_items(state, flow, record)
         else:
             self._dispatch(state, flow, record)
 
@@ -439,8 +411,10 @@ class OrquestaConductor(Operations):
         try:
             action, payload = self._render(spec, flow.scope(record))
             if action == ASK:  # answered by an operator, never dispatched
-                return self._ask(flow, record, payload)
-        except (ExpressionError, TypeError) as exc:
+                record["ask"] = self.control.ask(flow.step, record["id"], record["seq"], record["attempt"], payload,
+                                                 ask_timeout(payload))
+                return
+        except (ExpressionError, TypeError, ValueError) as exc:
             flow.step.commands.append(ExecutionEnded(record["seq"], record["id"], record["attempt"], FAILED, None,
                                                      str(exc)))
             state.log_error(str(exc), record["id"], record["route"])
@@ -448,11 +422,13 @@ class OrquestaConductor(Operations):
             return
         flow.step.commands.append(Dispatch(record["seq"], record["id"], action, payload, record["attempt"]))
 
-    def _dispatch_items(self, state: OrquestaState, flow: Flow, record: dict[str, Any]) -> None:
+    def dispatch_items(self, state: OrquestaState, flow: Flow, record: dict[str, Any]) -> None:
         """Fill the window: start not-yet-run items in index order up to the concurrency."""
         items = record["items"]
         limit = items["concurrency"]
         limit = items["count"] if limit is None else max(1, limit)
+        if self.item_window is not None:
+            limit = min(limit, self.item_window)
         if state.status in (PAUSING, PAUSED):
             limit = 0  # no new item while paused; resume refills the window
         spec = self.graph.tasks[record["id"]]
@@ -465,8 +441,8 @@ class OrquestaConductor(Operations):
                 base = flow.scope(record)
             try:
                 value = items["values"][index] if "values" in items else self.items.item(record["seq"], index)
-                action, payload = self._render(spec, base.with_item(value))
-            except (ExpressionError, TypeError) as exc:
+                action, payload = self._render(spec, base.with_item(value), index)
+            except (ExpressionError, TypeError, ValueError) as exc:
                 items["own"][str(index)] = str(exc)
                 insort(items["bad"], index)
                 items["failed"] = True
@@ -485,50 +461,9 @@ class OrquestaConductor(Operations):
                                                          results, None if status == SUCCEEDED else items.get("error")))
                 flow.complete(record, status, results)
 
-    # Finishing ------------------------------------------------------------------------------
-
-    def _finish(self, state: OrquestaState, flow: Flow) -> None:
-        """Render the output from the terminal tasks' contexts and emit RunFinished."""
-        terminal = state.terminal()
-        context: dict[str, Any] = {}
-        for i, record in enumerate(terminal):
-            indexes = list(record["ctxs"]["in"])
-            if i > 0 and 0 in indexes:
-                indexes.remove(0)
-            context = merge(context, state.context(indexes))
-        outputs: dict[str, Any] = {}
-        for name, expression in self.workflow.spec.output:
-            try:
-                outputs[name] = self.expressions.evaluate(expression, Scope(dict(context, **outputs),
-                                                                            status_of=state.status_of))
-            except ExpressionError as exc:
-                state.log_error(f"output {name}: {exc}")
-                if state.status != CANCELED:
-                    state.status = FAILED
-        state.output = outputs or None
-        state.finished = True
-        error = None
-        if state.status == CANCELED and state.reason:
-            error = state.reason
-        elif state.status != SUCCEEDED:
-            error = "; ".join(_describe(e) for e in state.errors) or f"workflow {state.status}"
-        flow.step.commands.append(RunFinished(state.status, state.output, error))
-
 
 def _named(keys: tuple[str, ...], value: Any) -> Any:
     """An item under `a, b in …`: a list/tuple is zipped to the names; one name wraps the value."""
     if isinstance(value, (list, tuple)):
         return dict(zip(keys, value, strict=False))
     return {keys[0]: value} if len(keys) == 1 else value
-
-
-def _describe(error: dict[str, Any]) -> str:
-    """One error entry of the state as a readable phrase for RunFinished.error."""
-    task = error.get("task_id")
-    if error["message"] == "Execution failed. See result for details.":
-        if task == "fail":
-            return "failed by the 'fail' command"
-        result = error.get("result")
-        return f"task '{task}' failed" + (f": {result}" if result is not None else "")
-    return f"task '{task}': {error['message']}" if task else error["message"]
-

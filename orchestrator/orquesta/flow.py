@@ -6,7 +6,8 @@ a new context layer, picks the route of its target (a split task gets a new rout
 transition) and stages the target; a join is ready once enough distinct inbound tasks have a
 satisfied transition into it. Then the workflow status moves (fail fast: a failure that no
 transition other than ``continue`` handles fails the workflow at once), and the engine commands
-``continue``/``noop``/``fail`` named by fired transitions run inline, each as its own record.
+``continue``/``noop``/``fail`` named by fired transitions run inline, each as its own record
+(not a task execution: no commands for the shell).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.commands import Command, ExecutionEnded, ExecutionStarted, VariablesSet
+from ..core.commands import Command, VariablesSet
 from ..engine.errors import ExpressionError
 from . import machine
 from .expressions import Expressions, Scope
 from .graph import Edge, OrquestaGraph
 from .spec import ENGINE_COMMANDS
-from .state import ABENDED, ACTIVE, CANCELED, COMPLETED, FAILED, RETRYING, SUCCEEDED, OrquestaState, key_of
+from ..core.statuses import ABENDED, ACTIVE, CANCELED, COMPLETED, FAILED, RETRYING, SUCCEEDED
+from .state import OrquestaState, key_of
 
 SATISFIED = "satisfied"
 WAITING = "waiting"            # Orquesta's INBOUND_CRITERIA_WIP
@@ -232,16 +234,16 @@ class Flow:
     # Engine commands ------------------------------------------------------------------------
 
     def engine_command(self, name: str, route: int) -> None:
-        """Run ``continue``/``noop`` (succeed) or ``fail`` (fail the workflow) as its own record."""
+        """Run ``continue``/``noop`` (succeed) or ``fail`` (fail the workflow). It gets a record
+        of its own, as in Orquesta's task sequence (rehearsals list it), but it is not a task
+        execution: it emits no execution commands, so users never see it as a task; ``fail``
+        shows as the run's error."""
         state = self.state
         staged = state.staged_entry(name, route)
         contexts = staged["ctxs"]["in"] if staged else [0]
         record = state.add_record(name, route, contexts, staged["prev"] if staged else {})
         state.unstage(name, route)
         status = FAILED if name == "fail" else SUCCEEDED
-        self.step.commands.append(ExecutionStarted(record["seq"], name, 1))
-        self.step.commands.append(ExecutionEnded(record["seq"], name, 1, status, None,
-                                                 "failed by the 'fail' command" if status == FAILED else None))
         if status == FAILED:
             state.log_error("Execution failed. See result for details.", name)
         self.complete(record, status, None)

@@ -16,7 +16,7 @@ A with-items record's ``items`` holds only what decisions need (as the engine's 
   are the first attempt's; states written before this shape).
 
 Item values and results otherwise live in an ItemStore (the shell's with_items rows, fed by the
-ItemsCreated and ItemEnded commands); `LocalItems` layers what this conductor recorded on top
+ItemsCreated and ItemEnded commands); `LocalItems` (core/items.py) layers what this conductor recorded on top
 of it, and is the whole store when there is none (rehearsals, tests).
 """
 
@@ -25,36 +25,8 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from typing import Any
 
-from ..engine.state import ItemStore
-from .state import ABENDED, CANCELED, CANCELING, FAILED, RUNNING, SUCCEEDED
-
-
-class LocalItems(ItemStore):
-    """Item values and results recorded by conductors, over the shell's store (if any)."""
-
-    def __init__(self, backing: ItemStore | None = None):
-        self.backing = backing
-        self._values: dict[int, list[Any]] = {}
-        self._results: dict[int, dict[int, Any]] = {}
-
-    def created(self, seq: int, values: list[Any]) -> None:
-        self._values[seq] = values
-
-    def ended(self, seq: int, index: int, result: Any) -> None:
-        self._results.setdefault(seq, {})[index] = result
-
-    def item(self, seq: int, index: int) -> Any:
-        values = self._values.get(seq)
-        if values is not None and index < len(values):
-            return values[index]
-        if self.backing is None:
-            raise KeyError(f"item {index} of execution {seq} is not stored")
-        return self.backing.item(seq, index)
-
-    def results(self, seq: int) -> dict[int, Any]:
-        stored = self.backing.results(seq) if self.backing is not None else {}
-        mine = self._results.get(seq)
-        return {**stored, **mine} if mine else stored
+from ..core.items import ItemStore
+from ..core.statuses import ABENDED, CANCELED, CANCELING, FAILED, RUNNING, SUCCEEDED
 
 
 # Ranges -----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ run) or ``failed_active`` (a failure nothing handles, while other tasks still ru
 
 from __future__ import annotations
 
-from .state import ABENDED, CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RESUMING, RUNNING, SUCCEEDED
+from ..core.statuses import ABENDED, CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RESUMING, RUNNING, SUCCEEDED
 
 
 def _settled(active: str) -> dict[str, str]:

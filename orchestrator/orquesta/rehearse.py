@@ -3,7 +3,8 @@
 The model (the one Orquesta's own rehearsal tests use): every task handed out is started in
 (task name, route) order, then completed in that same order, and only then are the next tasks
 asked for; engine commands are recorded inline when the transition that names them fires; a
-with-items task completes one item per wave. The state is round-tripped through JSON between
+with-items task starts and completes one item per wave, so once an item fails the items not yet
+reached never run (the task's result lists the items up to the failed one, as Orquesta's does). The state is round-tripped through JSON between
 waves, as a real shell would store it.
 
 A script entry ``{task, occurrence, item_id?, attempt?, status, result}`` gives the outcome of
@@ -20,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine.commands import Dispatch, ExecutionStarted, RunFinished, SetTimer, TaskEnded, TimerFired
-from ..engine.conductor import RunInfo
+from ..core.run import RunInfo
 from .conductor import OrquestaConductor
-from .items import LocalItems
+from ..core.items import LocalItems
 from .state import OrquestaState
 from .workflow import OrquestaWorkflow
 
@@ -124,7 +125,8 @@ def rehearse_waves(workflow: OrquestaWorkflow, inputs: dict[str, Any] | None = N
         journal, items = list(previous.journal), previous.items
     else:
         journal, items = _journal_of(state) if state is not None else [], LocalItems()
-    conductor = OrquestaConductor(workflow, RunInfo("rehearsal", dict(inputs or {})), items=items, journal=journal)
+    conductor = OrquestaConductor(workflow, RunInfo("rehearsal", dict(inputs or {})), items=items, journal=journal,
+                                  item_window=1)
     if state is None:
         state, commands = conductor.start()
     else:

@@ -18,7 +18,8 @@ from typing import Any
 
 from . import items as item_book
 from .graph import OrquestaGraph
-from .state import ABENDED, OrquestaState, key_of
+from ..core.statuses import ABENDED
+from .state import OrquestaState, key_of, split_key
 
 
 def request_rerun(state: OrquestaState, graph: OrquestaGraph, tasks: list[dict[str, Any]] | None) -> None:
@@ -102,3 +103,19 @@ def _collapse(state: OrquestaState, requests: dict[str, dict[str, Any]]) -> set[
     if len(reach) == 1:
         return set(reach)
     return {k for k, mine in reach.items() if any(mine - other for j, other in reach.items() if j != k)}
+
+
+def rerun_requests(state: OrquestaState, names: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """Rerun requests from task names (an operator's Rerun event): `name` means the task on every
+    route it ran on, `name__rN` one route; no names, every terminal task that failed."""
+    if not names:
+        return None
+    requests: list[dict[str, Any]] = []
+    for name in names:
+        if name in state.tasks:
+            task, route = name.rsplit("__r", 1)
+            requests.append({"task_id": task, "route": int(route)})
+            continue
+        routes = sorted(route for task, route in map(split_key, state.tasks) if task == name)
+        requests += [{"task_id": name, "route": r} for r in routes] or [{"task_id": name}]
+    return requests

@@ -43,8 +43,8 @@ What keeps a step's cost independent of the run's length:
   record (``reindex`` rebuilds them from the records).
 - With-items values and results live outside the state (items.py), as in the engine.
 
-``from_dict`` also reads the shape written before (a `sequence` list holding every execution,
-`prev` as sequence indexes, item values and results in the record).
+Earlier stored shapes (a `sequence` list holding every execution; items in flight as a mapping)
+are read by shapes.py.
 """
 
 from __future__ import annotations
@@ -54,60 +54,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-RUNNING = "running"
-RESUMING = "resuming"
-PAUSING = "pausing"
-PAUSED = "paused"
-DELAYED = "delayed"
-RETRYING = "retrying"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-TIMEOUT = "timeout"
-ABANDONED = "abandoned"
-CANCELING = "canceling"
-CANCELED = "canceled"
-UNSET = "null"
+from ..core.statuses import ACTIVE, COMPLETED, RESUMING, RUNNING, UNSET
+from .contexts import Uncomposable, compose, merge
 
-ACTIVE = frozenset({"requested", "scheduled", DELAYED, RUNNING, RESUMING, PAUSING, CANCELING})
-ABENDED = frozenset({FAILED, TIMEOUT, ABANDONED})
-COMPLETED = frozenset({SUCCEEDED, FAILED, TIMEOUT, ABANDONED, CANCELED})
+
 HANDING_OUT = frozenset({RUNNING, RESUMING})  # workflow statuses in which staged tasks start
 
 SHAPE = 3  # `version` of the stored shape written by to_dict (the first one had none)
-
-
-def merge(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
-    """Deep merge `right` into a copy of `left`: nested mappings merge, other values replace."""
-    out = dict(left)
-    for key, value in right.items():
-        if key in out and isinstance(out[key], dict) and isinstance(value, dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-class Uncomposable(Exception):
-    """Two layers that no single layer can replace (see compose)."""
-
-
-def compose(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
-    """One layer that merges into any context exactly as `left` then `right` do.
-
-    Nested mappings compose; other values replace. A mapping in `right` over a non-mapping in
-    `left` cannot be composed (applied in turn, the non-mapping would first replace whatever
-    the context holds, so the mapping must not merge into it) and raises Uncomposable. Neither
-    argument is modified; unchanged values are shared, not copied."""
-    out = dict(left)
-    for key, value in right.items():
-        if key in out and isinstance(value, dict):
-            old = out[key]
-            if not isinstance(old, dict):
-                raise Uncomposable(key)
-            out[key] = compose(old, value)
-        else:
-            out[key] = value
-    return out
 
 
 def key_of(task: str, route: int) -> str:
@@ -172,17 +125,11 @@ class OrquestaState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], variables: dict[str, Any] | None = None) -> "OrquestaState":
-        """The state `to_dict` wrote (either shape). Takes ownership of `data`'s contents, which
-        must not be shared (a freshly decoded JSON document is what the shell passes)."""
-        if "records" not in data:
-            data = _from_first_shape(data)
+        """The state `to_dict` wrote (the current shape: shapes.load_state reads earlier ones).
+        Takes ownership of `data`'s contents, which must not be shared (a freshly decoded JSON
+        document is what the shell passes)."""
         records = {record["seq"]: record for record in data.get("records", [])}
         index = data.get("index")
-        if data.get("version") == 2:  # written while items in flight were a mapping
-            from .items import upgrade
-            for record in records.values():
-                if record.get("items") is not None:
-                    upgrade(record["items"])
         state = cls(status=data.get("status", RUNNING), contexts=data.get("contexts", []),
                     routes=data.get("routes", [[]]), records=records, tasks=data.get("tasks", {}),
                     staged=data.get("staged", []), errors=data.get("errors", []), output=data.get("output"),
@@ -236,7 +183,7 @@ class OrquestaState:
             self._count(old.get("status"), -1, old)
             if str(old_seq) in self.done:
                 del self.done[str(old_seq)]
-                _link(self.links, old)
+                link(self.links, old)
             elif not old.get("term"):
                 self._drop(old)
         seq = self.next_seq
@@ -325,7 +272,7 @@ class OrquestaState:
     def _drop(self, record: dict[str, Any]) -> None:
         """A record leaves the state; its inbound links stay in `links`."""
         del self.records[record["seq"]]
-        _link(self.links, record)
+        link(self.links, record)
 
     def downstream(self) -> dict[str, set[str]]:
         """For each key, the keys of records (kept or gone) that were staged from it."""
@@ -528,43 +475,10 @@ def _inflate(seq: int, row: list[Any]) -> dict[str, Any]:
             "next": {edge: True for edge in satisfied}, "seq": seq, "attempt": attempt, "status": status}
 
 
-def _link(links: dict[str, list[str]], record: dict[str, Any]) -> None:
+def link(links: dict[str, list[str]], record: dict[str, Any]) -> None:
+    """Remember that `record` was staged from each of its `prev` records."""
     key = record_key(record)
     for source in record["prev"].values():
         targets = links.setdefault(source, [])
         if key not in targets:
             targets.append(key)
-
-
-# The first stored shape ------------------------------------------------------------------------
-
-def _from_first_shape(data: dict[str, Any]) -> dict[str, Any]:
-    """A state written before records were pruned: every execution in `sequence` (seq = index
-    + 1), `tasks` and `prev` holding sequence indexes, item values and results in the records.
-    Returns the current shape (only the latest and terminal records kept)."""
-    from .items import from_first_shape as items_from_first_shape
-
-    data = dict(data)
-    sequence = data.pop("sequence", [])
-
-    def key_at(index: int) -> str:
-        return record_key(sequence[index])
-
-    for record in sequence:
-        record["prev"] = {backref: key_at(index) for backref, index in record.get("prev", {}).items()}
-    for entry in data.get("staged", []):
-        entry["prev"] = {backref: key_at(index) for backref, index in entry.get("prev", {}).items()}
-    tasks = {key: index + 1 for key, index in data.get("tasks", {}).items()}
-    latest = set(tasks.values())
-    records = []
-    links: dict[str, list[str]] = {}
-    for record in sequence:
-        if record["seq"] in latest or record.get("term"):
-            record.pop("result", None)
-            if record.get("items") is not None:
-                record["items"] = items_from_first_shape(record["items"])
-            records.append(record)
-        else:
-            _link(links, record)
-    data.update(records=records, tasks=tasks, links=links, next_seq=len(sequence) + 1)
-    return data

@@ -11,9 +11,10 @@ from typing import Callable, Iterator
 
 from sqlalchemy import Connection, create_engine, event, inspect
 
-import migrations
-
-MIGRATIONS_DIR = Path(migrations.__file__).parent
+# The Alembic environment lives in the top-level `migrations/` folder, installed beside this
+# package (pyproject.toml ships both). Found by its place, not imported: migrations/env.py imports
+# the models from here, and an import from the store up to it would run back up the layers.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 class Database:

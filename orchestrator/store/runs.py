@@ -13,8 +13,8 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from ..engine.commands import Command, ItemEnded, ItemsCreated
-from ..engine.state import ItemStore, WorkflowState
-from ..orquesta.formats import state_from_dict
+from ..core.items import ItemStore
+from ..core.run import StateData
 from ..secrets import Redactor
 from ..lifecycle import LifecycleEvent, lifecycle_events
 from . import statements as sql
@@ -127,16 +127,17 @@ class RunStore:
             stmt = stmt.with_for_update(skip_locked=True)
         return conn.execute(stmt).all()
 
-    def load_state(self, conn: Connection, run: Any) -> WorkflowState:
-        """The run's state with its variables (already fetched by lock_run on PostgreSQL)."""
+    def load_state(self, conn: Connection, run: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The run's stored state data and its variables (already fetched by lock_run on
+        PostgreSQL), as the conductor's format wrote them (formats.state_from_dict reads them)."""
         if "variables" in run._fields:
             variables = run.variables or {}
         else:
             variables = dict(conn.execute(select(VARIABLES.c.name, VARIABLES.c.value)
                                           .where(VARIABLES.c.run_id == run.id)).all())
-        return state_from_dict(run.state, variables)
+        return run.state, variables
 
-    def write_step(self, conn: Connection, run_id: str, state: WorkflowState, commands: list[Command],
+    def write_step(self, conn: Connection, run_id: str, state: StateData, commands: list[Command],
                    started_at: datetime | None = None, outbox: dict[str, Any] | None = None,
                    forget: list[int] | None = None) -> tuple[list[LifecycleEvent], int | None]:
         """Persist one conductor step (steps.py): execution and item rows, changed variables,

@@ -140,7 +140,7 @@ def test_validate_command_checks_orquesta_actions_unless_told_not_to(tmp_path):
 
 def test_stackstorms_required_true_on_a_property_is_accepted():
     """StackStorm's inquiry schemas (draft 4 with draft 3's `required: true` on a property)."""
-    from orchestrator.engine.schemas import standard_schema
+    from orchestrator.core.schemas import standard_schema
 
     compile_workflow(textwrap.dedent("""\
         version: 1.0

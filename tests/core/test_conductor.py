@@ -702,7 +702,7 @@ def test_cancel_with_nothing_running_ends_at_once():
 
 def test_a_revoked_call_that_never_started_is_found_by_its_check_timer():
     from orchestrator.engine.commands import Control, ExecutionEnded, RunFinished, SetTimer, TimerFired
-    from orchestrator.engine.timers import CANCEL_CHECK
+    from orchestrator.core.timers import CANCEL_CHECK
     conductor = Conductor(wf("""
     version: "1.0"
     tasks:
@@ -762,8 +762,28 @@ def test_an_unanswered_ask_times_out_whatever_the_shell_finds_of_its_call():
       - {name: approve, action: core.ask, timeout: 5, input: {schema: {type: object}}}
     """), RunInfo("r", {}, lease=600))
     state, commands = conductor.start()
-    assert SetTimer("deadline:1:1:-", 5) in commands
-    # an ask is never dispatched, so the shell finds no trace: it must not be "sent again"
+    assert SetTimer("ask:1:1:-", 5) in commands
+    # an ask is never dispatched: its timer is not a watch, the shell hands it back as it is
+    ended = conductor.apply(state, TimerFired("ask:1:1:-"))
+    assert ExecutionEnded(1, "approve", 1, "timed_out", None, "no response within 5 s") in ended
+    assert state.status == "failed" and not state.asks
+
+
+def test_an_ask_stored_with_a_deadline_timer_still_times_out():
+    """An ask written before asks had timers of their own was watched by its deadline key."""
+    from orchestrator.engine.commands import ExecutionEnded
+    from orchestrator.engine.state import WorkflowState
+    conductor = Conductor(wf("""
+    version: "1.0"
+    tasks:
+      - {name: approve, action: core.ask, timeout: 5, input: {schema: {type: object}}}
+    """), RunInfo("r", {}, lease=600))
+    stored = {"status": "running", "next_seq": 2, "started": 1,
+              "active": {"1": {"seq": 1, "task": "approve", "attempt": 1, "items": None, "next_item": 0,
+                               "in_flight": {}, "item_error": None, "item_status": None, "waiting": []}},
+              "tasks": {}, "joins": {}, "failure": None, "deferred": [],
+              "asks": {"1": {"task": "approve", "schema": {"type": "object"}, "prompt": None}}, "paused_calls": []}
+    state = WorkflowState.from_dict(stored)
     ended = conductor.apply(state, TimerFired("deadline:1:1:-", running=False))
     assert ExecutionEnded(1, "approve", 1, "timed_out", None, "no response within 5 s") in ended
     assert state.status == "failed" and not state.asks

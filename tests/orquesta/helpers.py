@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from orchestrator.engine.commands import Dispatch, ItemEnded, ItemsCreated, RunFinished, SetTimer, TaskEnded, TimerFired
 from orchestrator.engine.conductor import RunInfo
-from orchestrator.engine.state import ItemStore
+from orchestrator.core.items import ItemStore
 from orchestrator.orquesta import OrquestaConductor, OrquestaState, load
 from orchestrator.orquesta.rehearse import rehearse_waves
 

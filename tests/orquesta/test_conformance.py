@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.orquesta.cases import LEVELS, rehearse_cases
+from orchestrator.cases import LEVELS, rehearse_cases
+from orchestrator.cli_rehearse import read_cases
 
 CASES = Path("/work/shared/conformance/orquesta/cases.json")
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.skipif(not CASES.is_file(), reason=f"the Orquesta confo
 
 @pytest.fixture(scope="module")
 def report():
-    return rehearse_cases(CASES)
+    return rehearse_cases(read_cases(CASES), str(CASES))
 
 
 def test_strict_pass_rate_is_at_least_95_percent(report):

@@ -15,12 +15,13 @@ from orchestrator.engine.commands import (
     Revoke,
     RunFinished,
     SetTimer,
+    StateUpdated,
     StatusChanged,
     TaskEnded,
     TimerFired,
 )
 from orchestrator.engine.conductor import RunInfo
-from orchestrator.engine.timers import CANCEL_CHECK
+from orchestrator.core.timers import CANCEL_CHECK
 from orchestrator.orquesta import OrquestaConductor, RerunError
 
 from .helpers import reloaded, wf
@@ -162,10 +163,10 @@ def test_pause_with_nothing_running_is_paused_at_once_and_a_due_delay_is_held():
         action: core.noop
         delay: 30
     """)
-    assert run.started[-1] == SetTimer("dispatch:1:1", 30.0)
+    assert run.started[-1] == SetTimer("dispatch:1:1:-", 30.0)
     assert run(Control("pause")) == [StatusChanged("pausing"), StatusChanged("paused")]
-    assert run(TimerFired("dispatch:1:1")) == [CancelTimer("dispatch:1:1")]  # held; the step is written
-    assert run(TimerFired("dispatch:1:1")) == []
+    assert run(TimerFired("dispatch:1:1:-")) == [StateUpdated()]  # held; the step is written
+    assert run(TimerFired("dispatch:1:1:-")) == []
     resumed = run(Control("resume"))
     assert [c.task for c in calls(resumed)] == ["w"]
     assert run.ended(calls(resumed)[0])[-1] == RunFinished("succeeded", None, None)
@@ -193,7 +194,7 @@ def test_a_failure_while_pausing_still_fails_the_run():
     failed = run.ended(b, "failed", error="boom")  # b has no transition: nothing handles it
     assert calls(failed) == [] and run.state.status == "failed"
     assert calls(run.ended(a)) == []  # its transition to after_a is not handed out
-    (w,) = calls(run(TimerFired("dispatch:3:1")))  # a delayed task was already handed out
+    (w,) = calls(run(TimerFired("dispatch:3:1:-")))  # a delayed task was already handed out
     finished = run.ended(w)
     assert finished[-1].status == "failed" and "boom" in finished[-1].error
 
@@ -218,7 +219,7 @@ def test_a_retry_due_while_pausing_waits_for_resume():
 def test_a_delay_held_by_a_pause_ends_canceled_on_cancel():
     run = Run(PARALLEL)
     run(Control("pause"))
-    run(TimerFired("dispatch:3:1"))
+    run(TimerFired("dispatch:3:1:-"))
     assert run.state.by_seq(3).get("held")
     canceled = run(Control("cancel"))
     assert ExecutionEnded(3, "w", 1, "canceled", None, "canceled by request") in canceled
@@ -246,13 +247,14 @@ def test_cancel_revokes_running_calls_and_is_canceling_until_they_report():
     a, b = calls(run.started)
     canceled = run(Control("cancel"))
     assert canceled[:2] == [Revoke(a.seq, 1, None, terminate=True), Revoke(b.seq, 1, None, terminate=True)]
-    assert CancelTimer("dispatch:3:1") in canceled  # the delayed task had nothing running: ends now
+    assert CancelTimer("dispatch:3:1:-") in canceled  # the delayed task had nothing running: ends now
     assert ExecutionEnded(3, "w", 1, "canceled", None, "canceled by request") in canceled
     assert canceled[-1] == StatusChanged("canceling") and run.state.status == "canceling"
-    assert run(Control("cancel")) == [] and run(Control("pause")) == [] and run(TimerFired("dispatch:3:1")) == []
+    assert run(Control("cancel")) == [] and run(Control("pause")) == [] and run(TimerFired("dispatch:3:1:-")) == []
     # a finished before the revoke reached it: the result is kept, nothing follows it
     done_a = run.ended(a, result="a-out")
-    assert done_a == [CancelTimer("lease:1:1:-"), ExecutionEnded(a.seq, "a", 1, "succeeded", "a-out", None)]
+    assert done_a == [CancelTimer("lease:1:1:-"), CancelTimer("deadline:1:1:-"),
+                      ExecutionEnded(a.seq, "a", 1, "succeeded", "a-out", None)]
     assert run.ended(a) == []  # a duplicate report
     # b was interrupted
     done_b = run.ended(b, "failed", error="interrupted")
@@ -267,7 +269,7 @@ def test_cancel_with_items_revokes_the_items_in_flight():
     canceled = run(Control("cancel"))
     assert only(canceled, Revoke) == [Revoke(1, 1, 0, terminate=True), Revoke(1, 1, 1, terminate=True)]
     done = run.ended(first, result=1)
-    assert done == [CancelTimer("lease:1:1:0"), ItemEnded(1, 0, "succeeded", 1)]
+    assert done == [CancelTimer("lease:1:1:0"), CancelTimer("deadline:1:1:0"), ItemEnded(1, 0, "succeeded", 1)]
     last = run.ended(second, "failed", error="interrupted")
     assert ItemEnded(1, 1, "canceled", "canceled by request (interrupted)") in last
     assert ExecutionEnded(1, "each", 1, "canceled", None, "canceled by request") in last
@@ -308,23 +310,23 @@ def test_cancel_of_a_paused_child_call_ends_it_without_a_revoke():
 
 def test_core_ask_waits_for_a_response_that_matches_its_schema():
     run = Run(ASK)
-    assert calls(run.started) == [] and SetTimer("ask:1:1", 5.0) in run.started
+    assert calls(run.started) == [] and SetTimer("ask:1:1:-", 5.0) in run.started
     with pytest.raises(ValueError, match="does not match its schema"):
         run(Responded("approve", {"ok": "yes"}))
     with pytest.raises(ValueError, match="'ship' is not waiting"):
         run(Responded("ship", {}))
     answered = run(Responded("approve", {"ok": True}))
-    assert answered[:2] == [CancelTimer("ask:1:1"), ExecutionEnded(1, "approve", 1, "succeeded", {"ok": True})]
+    assert answered[:2] == [CancelTimer("ask:1:1:-"), ExecutionEnded(1, "approve", 1, "succeeded", {"ok": True})]
     assert [c.input for c in calls(answered)] == [{"message": "shipped"}]
     with pytest.raises(ValueError, match="not waiting"):
         run(Responded("approve", {"ok": True}))
-    assert run(TimerFired("ask:1:1")) == []  # the timeout no longer applies
+    assert run(TimerFired("ask:1:1:-")) == []  # the timeout no longer applies
     assert run.ended(calls(answered)[0])[-1] == RunFinished("succeeded", {"answer": {"ok": True}}, None)
 
 
 def test_core_ask_timeout_fails_the_task():
     run = Run(ASK)
-    expired = run(TimerFired("ask:1:1"))
+    expired = run(TimerFired("ask:1:1:-"))
     assert ExecutionEnded(1, "approve", 1, "failed", None, "no response within 5 s") in expired
     assert [c.task for c in calls(expired)] == ["give_up"]  # handled by its `failed()` transition
     with pytest.raises(ValueError, match="not waiting"):
@@ -336,13 +338,13 @@ def test_core_ask_timeout_fails_the_task():
         action: core.ask
         input: {timeout: 5}
     """)
-    out = unhandled(TimerFired("ask:1:1"))
+    out = unhandled(TimerFired("ask:1:1:-"))
     assert out[-1].status == "failed" and "approve' failed: no response within 5 s" in out[-1].error
 
 
 def test_core_ask_ttl_is_in_minutes_and_a_bad_timeout_fails_the_task():
     run = Run(ASK.replace("timeout: 5", "ttl: 2"))
-    assert SetTimer("ask:1:1", 120.0) in run.started
+    assert SetTimer("ask:1:1:-", 120.0) in run.started
     run = Run(ASK.replace("timeout: 5", "timeout: soon"))
     failed = [c for c in run.started if isinstance(c, ExecutionEnded)]
     assert failed[0].status == "failed" and "timeout must be a positive number" in failed[0].error
@@ -358,7 +360,7 @@ def test_an_ask_is_not_a_running_call_for_pause_and_is_canceled_at_once():
     assert [c.task for c in calls(run(Control("resume")))] == ["ship"]
     run = Run(ASK)
     canceled = run(Control("cancel"))
-    assert CancelTimer("ask:1:1") in canceled and only(canceled, Revoke) == []
+    assert CancelTimer("ask:1:1:-") in canceled and only(canceled, Revoke) == []
     assert canceled[-1] == RunFinished("canceled", {"answer": None}, "canceled by request")
     assert run(Responded("approve", {"ok": True})) == []
 
@@ -452,3 +454,22 @@ def test_lost_items_are_sent_again_one_by_one():
     assert run.conductor.calls(run.state) == [(1, 1, 0), (1, 1, 1)]
     again = calls(run(CallLost(1, 1, 1)))
     assert [(c.item, c.input) for c in again] == [(1, {"message": 2})]
+
+
+# Timers stored by runs in progress before timer keys had one format --------------------------
+
+def test_a_delay_and_an_ask_timeout_stored_under_the_earlier_keys_still_fire():
+    delayed = Run("""
+version: 1.0
+tasks:
+  later:
+    action: core.noop
+    delay: 30
+""")
+    assert SetTimer("dispatch:1:1:-", 30.0) in delayed.started
+    delayed.state.by_seq(1)["waiting"] = "dispatch:1:1"  # as the earlier version stored it
+    assert [c.task for c in calls(delayed(TimerFired("dispatch:1:1")))] == ["later"]
+    asked = Run(ASK)
+    asked.state.by_seq(1)["ask"]["timer"] = "ask:1:1"
+    expired = asked(TimerFired("ask:1:1"))
+    assert ExecutionEnded(1, "approve", 1, "failed", None, "no response within 5 s") in expired

@@ -21,10 +21,11 @@ from orchestrator.engine.commands import (
 )
 from orchestrator.engine.conductor import RunInfo
 from orchestrator.orquesta import OrquestaConductor, OrquestaState
-from orchestrator.orquesta.formats import state_from_dict
+from orchestrator.formats import state_from_dict
 from orchestrator.orquesta.items import flight_add, flight_attempt, flight_calls, flight_count, flight_remove
 from orchestrator.orquesta.rehearse import rehearse_waves
-from orchestrator.orquesta.state import Uncomposable, compose, merge
+from orchestrator.orquesta.shapes import load_state
+from orchestrator.orquesta.contexts import Uncomposable, compose, merge
 
 from .helpers import Rows, drive, labels, reloaded, waves, wf
 
@@ -88,7 +89,7 @@ def test_a_finished_run_of_the_first_shape_reruns_keeping_its_succeeded_items():
 
 
 def test_loading_the_first_shape_keeps_only_the_latest_and_terminal_records():
-    state = OrquestaState.from_dict(copy.deepcopy(FIRST_SHAPE["loop"]["state"]))
+    state = load_state(copy.deepcopy(FIRST_SHAPE["loop"]["state"]))
     assert sorted(state.records) == [1, 5] and state.next_seq == 6
     assert state.record("step", 0)["prev"] == {"step__t0": "step__r0"}
     assert state.links == {"init__r0": ["step__r0"], "step__r0": ["step__r0"]}  # from the steps that left
@@ -181,7 +182,7 @@ def test_a_rerun_of_a_rerun_keeps_the_results_of_items_from_each_earlier_run():
                             + results, previous=first, is_rerun=True)
     assert second.status == "failed" and 0 not in [c.item for c in second.calls]
     third = rehearse_waves(workflow, {"n": 8}, results, previous=second, is_rerun=True)
-    assert [c.item for c in third.calls] == [6]
+    assert [c.item for c in third.calls] == [6, 7]  # one item per wave: 7 was never reached after 6 failed
     assert third.status == "succeeded" and third.output == {"out": [f"r{i}" for i in range(8)]}
 
 

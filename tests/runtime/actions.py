@@ -36,3 +36,18 @@ def count(key):
 def sleep_then(seconds, value=None):
     time.sleep(seconds)
     return value
+
+
+@app.task(name="tests.hold")
+def hold(key, value=None, timeout=120):
+    """Holds until the test lets it go: marks itself started (one entry per call in the Redis
+    list `held:<key>`), then waits for the key `release:<key>` and returns `value`. Tests act on
+    these signals instead of hoping a sleep is long enough; fails after `timeout` s unreleased."""
+    client = _redis()
+    client.rpush(f"held:{key}", os.getpid())
+    deadline = time.monotonic() + timeout
+    while not client.exists(f"release:{key}"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"hold {key}: not released within {timeout} s")
+        time.sleep(0.05)
+    return value

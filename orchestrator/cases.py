@@ -1,7 +1,8 @@
 """Rehearsal case files: run workflows against scripted outcomes and judge what they did.
 
 A file (JSON or YAML) holds ``cases`` (or is one case, or a list of cases). Each case names a
-workflow (``workflow_yaml`` inline, or ``workflow`` as a path relative to the file), its
+workflow (``workflow_yaml`` inline, or ``workflow`` as a path relative to the file, which the
+shell reads: cli_rehearse.read_cases puts its text in ``workflow_yaml``), its
 ``inputs``/``params``, a ``script`` of outcomes and what is ``expected``. The workflow's format
 decides the runner: Orquesta's native format runs in Orquesta's wave model (rehearse.py); our
 own format runs through ``orchestrator.engine.rehearsal`` (calls completed in dispatch order).
@@ -16,6 +17,8 @@ Every case is judged at three levels:
 and at every level the asserted `workflow_status`, `output`, `errors` (Orquesta's error list) and
 `error` (a substring of the run's error message). A case with ``rerun`` continues the final
 state of ``after_case`` and reruns ``rerun_tasks`` (null: every terminal task that failed).
+
+Pure: the cases come in as data, nothing here reads a file.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from typing import Any
 
 import yaml
 
-from ..engine.errors import ParametersInvalid, WorkflowInvalid
-from .rehearse import Script, WaveRun, rehearse_waves
-from .workflow import is_orquesta, load
+from .engine.errors import ParametersInvalid, WorkflowInvalid
+from .orquesta.rehearse import Script, WaveRun, rehearse_waves
+from .formats import detect_orquesta
+from .orquesta.workflow import load
 
 LEVELS = ("strict", "names", "outcome")
 
@@ -69,29 +73,24 @@ class Report:
         return {"source": self.source, "totals": self.totals(), "cases": [asdict(c) for c in self.cases]}
 
 
-def rehearse_cases(path: str | Path) -> Report:
-    """Run and judge every case of a rehearsal file."""
-    path = Path(path)
-    cases = load_cases(path)
-    runner = _Runner(path.parent, {c["name"]: c for c in cases})
-    return Report(str(path), [runner.judge(case) for case in cases])
+def rehearse_cases(cases: list[dict[str, Any]], source: str) -> Report:
+    """Run and judge every case (as `parse_cases` returns them); `source` names the file."""
+    runner = _Runner({c["name"]: c for c in cases})
+    return Report(source, [runner.judge(case) for case in cases])
 
 
-def load_cases(path: Path) -> list[dict[str, Any]]:
+def parse_cases(text: str, source: str, as_json: bool) -> list[dict[str, Any]]:
+    """The cases of a rehearsal file's text (JSON, else YAML); CaseFileError names the file."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise CaseFileError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if as_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise CaseFileError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        raise CaseFileError(f"{source}: not valid {'JSON' if as_json else 'YAML'}: {exc}") from None
     if isinstance(data, dict) and "cases" in data:
         data = data["cases"]
     elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data or not all(isinstance(c, dict) for c in data):
-        raise CaseFileError(f"{path}: expected `cases`, a list of rehearsal cases")
+        raise CaseFileError(f"{source}: expected `cases`, a list of rehearsal cases")
     cases = []
     for i, case in enumerate(data):
         case = dict(case)
@@ -101,8 +100,7 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
 
 
 class _Runner:
-    def __init__(self, base: Path, by_name: dict[str, dict[str, Any]]):
-        self.base = base
+    def __init__(self, by_name: dict[str, dict[str, Any]]):
         self.by_name = by_name
         self.final: dict[str, WaveRun] = {}
         self.running: set[str] = set()
@@ -125,22 +123,16 @@ class _Runner:
 
     def workflow_text(self, case: dict[str, Any]) -> tuple[str, str]:
         if case.get("workflow_yaml"):
-            return case["workflow_yaml"], f"{case['name']} (workflow_yaml)"
+            return case["workflow_yaml"], case.get("workflow_source") or f"{case['name']} (workflow_yaml)"
         ref = case.get("workflow")
         if isinstance(ref, dict):
             return yaml.safe_dump(ref, sort_keys=False), f"{case['name']} (workflow)"
-        if not isinstance(ref, str):
-            raise CaseFileError(f"case '{case['name']}': needs workflow_yaml or workflow (a path)")
-        path = (self.base / ref).resolve()
-        try:
-            return path.read_text(), str(path)
-        except OSError as exc:
-            raise CaseFileError(f"case '{case['name']}': cannot read workflow {ref}: {exc.strerror}") from None
+        raise CaseFileError(f"case '{case['name']}': needs workflow_yaml or workflow (a path, or the workflow)")
 
     def run(self, case: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         text, source = self.workflow_text(case)
         inputs = case.get("inputs", case.get("params")) or {}
-        if is_orquesta(yaml.safe_load(text)):
+        if detect_orquesta(text):
             return "orquesta", self.run_orquesta(case, text, source, inputs)
         if case.get("rerun"):
             raise CaseFileError(f"case '{case['name']}': rerun stages are for Orquesta workflows only")
@@ -179,8 +171,8 @@ class _Runner:
 
 
 def _run_native(text: str, source: str, params: dict[str, Any], script: list[dict[str, Any]] | None) -> dict[str, Any]:
-    from ..engine.rehearsal import rehearse
-    from ..engine.validate import load_workflow
+    from .engine.rehearsal import rehearse
+    from .engine.validate import load_workflow
 
     workflow = load_workflow(text, source, default_name=Path(source).stem)
     outcomes = Script(script)
