@@ -27,7 +27,7 @@ from .store.runs import utcnow
 log = logging.getLogger("orchestrator.beat")
 
 POLL = 1.0           # seconds between two looks at the schedules table, at most
-RESEND_AFTER = 300.0  # a fire whose run does not exist this long after its message is sent again
+RESEND_AFTER = 300.0  # a fire whose run does not exist this long after its message is sent again (then 2x, 4x...)
 
 Send = Callable[[str, str, dict[str, Any]], None]
 
@@ -82,8 +82,8 @@ class ScheduleRunner:
             with self.db.transaction() as conn:
                 if not rows.touch(conn, fire, now):
                     continue
-            log.warning("schedule %s: run %s has not started %.0f s after it was sent; sending it again",
-                        fire.schedule, fire.run_id, self.resend_after)
+            log.warning("schedule %s: run %s has not started since its start was sent (%d times); sending it "
+                        "again", fire.schedule, fire.run_id, fire.sends)
             self._send(fire.run_id, fire.workflow, fire.params or {})
 
     def _send(self, run_id: str, workflow: str, params: dict[str, Any]) -> None:

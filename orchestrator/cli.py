@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .cli_schedule import schedule_app
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .registry import WorkflowNotFound
 
@@ -22,6 +23,7 @@ app = typer.Typer(help="Run YAML workflows on Celery.", no_args_is_help=True, ad
                   pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(schedule_app, name="schedule")
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
@@ -214,13 +216,17 @@ def _event_line(event: dict[str, Any]) -> str:
 
 @app.command("list")
 def list_runs(status_filter: Optional[str] = typer.Option(None, "--status", help="Only runs in this status."),
-              limit: int = typer.Option(50, "--limit")) -> None:
+              limit: int = typer.Option(50, "--limit"),
+              as_json: bool = typer.Option(False, "--json", help="A JSON array, as the HTTP API's /api/runs.")) -> None:
     """Recent runs, newest first."""
     from .runtime import supervisor
 
     sup = supervisor()
     with sup.db.reading() as conn:
         runs = sup.store.list_runs(conn, status_filter, limit)
+    if as_json:
+        print(json.dumps(runs, indent=2))
+        return
     table = Table("id", "workflow", "status", "created", "error")
     for r in runs:
         table.add_row(r["id"], r["workflow"], _styled(r["status"]), r["created_at"] or "", (r["error"] or "")[:60])
@@ -264,6 +270,25 @@ def worker(ctx: typer.Context) -> None:
         os.environ["ORCHESTRATOR_SEND_EVENTS"] = "1"
         settings.cache_clear()
     celery_app().worker_main(["worker", *args])
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Celery beat firing the schedules (`orchestrator schedule`); extra options go to `celery beat`.
+    Run one; a second by mistake fires nothing twice."""
+    from .cli_schedule import beat as run_beat
+
+    run_beat(list(ctx.args))
+
+
+@app.command()
+def prune(older_than: str = typer.Option(..., "--older-than", help="An age: 90s, 12h, 30d, 2w."),
+          status_filter: list[str] = typer.Option([], "--status", help="Only finished runs in this status (repeatable)."),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Delete finished runs older than --older-than, with everything they own, in batches."""
+    from .cli_schedule import prune as run_prune
+
+    run_prune(older_than, status_filter, as_json)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("schedule", sa.String(length=100), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("missed", sa.Integer(), nullable=False),
+        sa.Column("sends", sa.Integer(), nullable=False),
         sa.Column("fired_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_schedule_fires")),
         sa.UniqueConstraint("schedule_id", "due_at", name=op.f("uq_schedule_fires_schedule_id")),

@@ -173,7 +173,7 @@ class Schedule(Base):
 class ScheduleFire(Base):
     """A due time a schedule fired and the run it starts (its id derived from both). Written in
     the claim's transaction, before the start message goes out; a start message lost on the way
-    is sent again while the run does not exist. Kept with the run, deleted when it is pruned."""
+    is sent again while the run does not exist, each time after twice the wait. Kept with the run, deleted when it is pruned."""
 
     __tablename__ = "schedule_fires"
     __table_args__ = (UniqueConstraint("schedule_id", "due_at"),)
@@ -183,6 +183,7 @@ class ScheduleFire(Base):
     schedule: Mapped[str] = mapped_column(String(100))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     missed: Mapped[int] = mapped_column(Integer, default=0)
+    sends: Mapped[int] = mapped_column(Integer, default=1)
     fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..schedules import Decision, ScheduleSpec, next_due, run_id
+from ..schedules import Decision, ScheduleSpec, as_utc, next_due, run_id
 from .models import Schedule, ScheduleFire, WorkflowRun
 from .runs import iso
 
@@ -113,25 +113,28 @@ def claim(conn: Connection, row: Any, decision: Decision, now: datetime) -> str 
         return None
     fired = run_id(row.id, decision.fire)
     conn.execute(insert(FIRES).values(run_id=fired, schedule_id=row.id, schedule=row.name, due_at=decision.fire,
-                                      missed=decision.missed, fired_at=now))
+                                      missed=decision.missed, sends=1, fired_at=now))
     return fired
 
 
-def unstarted(conn: Connection, now: datetime, older_than: float, limit: int = 100) -> list[Any]:
-    """Fires whose run does not exist `older_than` seconds after they were sent (the start message
-    was lost), joined with their schedule (None when it was removed since)."""
-    stmt = (select(FIRES.c.run_id, FIRES.c.fired_at, FIRES.c.schedule, SCHEDULES.c.workflow, SCHEDULES.c.params)
-            .outerjoin(RUNS, RUNS.c.id == FIRES.c.run_id)
-            .outerjoin(SCHEDULES, SCHEDULES.c.id == FIRES.c.schedule_id)
-            .where(RUNS.c.id.is_(None), FIRES.c.fired_at <= now - timedelta(seconds=older_than))
-            .order_by(FIRES.c.fired_at).limit(limit))
-    return conn.execute(stmt).all()
+def unstarted(conn: Connection, now: datetime, wait: float, limit: int = 100) -> list[Any]:
+    """Fires whose run does not exist `wait` seconds after they were sent (twice that after a
+    second send, and so on: while no worker takes starts, resends do not pile up), joined with
+    their schedule (workflow None when it was removed since)."""
+    candidates = (select(FIRES.c.run_id, FIRES.c.fired_at, FIRES.c.sends, FIRES.c.schedule, SCHEDULES.c.workflow,
+                         SCHEDULES.c.params)
+                  .outerjoin(RUNS, RUNS.c.id == FIRES.c.run_id)
+                  .outerjoin(SCHEDULES, SCHEDULES.c.id == FIRES.c.schedule_id)
+                  .where(RUNS.c.id.is_(None), FIRES.c.fired_at <= now - timedelta(seconds=wait))
+                  .order_by(FIRES.c.fired_at).limit(limit))
+    return [row for row in conn.execute(candidates)
+            if as_utc(row.fired_at) + timedelta(seconds=wait * 2 ** min(row.sends - 1, 16)) <= now]
 
 
 def touch(conn: Connection, fire: Any, now: datetime) -> bool:
     """Mark a fire sent again (True), unless another beat did since it was read."""
     return conn.execute(update(FIRES).where(FIRES.c.run_id == fire.run_id, FIRES.c.fired_at == fire.fired_at)
-                        .values(fired_at=now)).rowcount == 1
+                        .values(fired_at=now, sends=fire.sends + 1)).rowcount == 1
 
 
 def fires(conn: Connection, schedule: str | None = None) -> list[dict[str, Any]]:
@@ -140,4 +143,4 @@ def fires(conn: Connection, schedule: str | None = None) -> list[dict[str, Any]]
     if schedule is not None:
         stmt = stmt.where(FIRES.c.schedule == schedule)
     return [{"run_id": r.run_id, "schedule": r.schedule, "due_at": iso(r.due_at), "missed": r.missed,
-             "fired_at": iso(r.fired_at)} for r in conn.execute(stmt)]
+             "sends": r.sends, "fired_at": iso(r.fired_at)} for r in conn.execute(stmt)]
