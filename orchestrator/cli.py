@@ -390,6 +390,9 @@ def _follow(handle: Any, timeout: float | None, live: bool) -> dict[str, Any]:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     out.print(_table(summary))
+    if summary.get("schedule"):
+        out.print(f"schedule: {summary['schedule']['name']} (due {summary['schedule']['due_at']})", markup=False,
+                  highlight=False)
     if summary["error"]:
         err.print(f"error: {summary['error']}", markup=False, highlight=False)
     if summary["output"] is not None:

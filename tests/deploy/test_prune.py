@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -17,39 +16,10 @@ from orchestrator.runtime import supervisor
 from orchestrator.store.runs import utcnow
 from tests.runtime.test_cli import cli
 
+from .conftest import wait_status
+
 pytestmark = pytest.mark.runtime
-HERE = Path(__file__).parent
 OWNED = ("task_executions", "workflow_variables", "timers", "task_items", "run_events", "outbox", "schedule_fires")
-
-
-@pytest.fixture
-def deploy_env(orchestrator_env, monkeypatch):
-    """The runtime environment, with this folder's workflows found by name too."""
-    import os
-
-    from tests.runtime.conftest import _reset_process
-
-    paths = f"{orchestrator_env['ORCHESTRATOR_WORKFLOWS']}{os.pathsep}{HERE / 'workflows'}"
-    monkeypatch.setenv("ORCHESTRATOR_WORKFLOWS", paths)
-    orchestrator_env["ORCHESTRATOR_WORKFLOWS"] = paths
-    _reset_process()
-    return orchestrator_env
-
-
-@pytest.fixture
-def deploy_worker(deploy_env, tmp_path):
-    from tests.runtime.conftest import WorkerProcess
-
-    process = WorkerProcess(deploy_env, tmp_path / "worker.log").wait_ready()
-    yield process
-    process.stop()
-
-
-def wait_status(run, wanted: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while run.status() != wanted:
-        assert time.monotonic() < deadline, f"{run.id} still {run.status()}, wanted {wanted}"
-        time.sleep(0.05)
 
 
 def rows_of(run_ids: list[str]) -> dict[str, int]:
