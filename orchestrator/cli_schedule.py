@@ -21,7 +21,7 @@ def _api():
 def _usage(exc: Exception):
     from .cli import Usage
 
-    return Usage(str(exc).strip("\"'"))
+    return Usage(str(exc))
 
 
 @schedule_app.command("add")

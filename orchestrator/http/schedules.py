@@ -46,7 +46,7 @@ def build_schedules_router(token: str | None) -> APIRouter:
         except scheduling.ScheduleInvalid as exc:
             return _invalid(exc.field, str(exc))
         except WorkflowNotFound as exc:
-            return _invalid("workflow", f"workflow: {str(exc).strip(chr(34) + chr(39))}")
+            return _invalid("workflow", f"workflow: {exc}")
         except WorkflowInvalid as exc:
             return _invalid("workflow", "\n".join(exc.lines()))
         except ParametersInvalid as exc:
@@ -78,4 +78,4 @@ def _found(operation: Any, name: str) -> Any:
     try:
         return operation(name)
     except scheduling.ScheduleNotFound as exc:
-        raise HTTPException(404, str(exc).strip("\"'")) from None
+        raise HTTPException(404, str(exc)) from None
