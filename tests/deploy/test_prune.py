@@ -98,3 +98,28 @@ def test_the_daily_prune_runs_once_a_day_for_the_whole_deployment(deploy_worker,
     assert prune_if_due(timedelta(days=30), now=later + timedelta(hours=23), force_check=True) is None
     again = prune_if_due(timedelta(days=30), now=later + timedelta(hours=24, seconds=1), force_check=True)
     assert again is not None and again.runs == 0
+
+
+def test_orchestrator_retention_makes_the_workers_prune_on_their_own(deploy_env, tmp_path):
+    """ORCHESTRATOR_RETENTION on the workers: their periodic tick claims the day's prune."""
+    from tests.runtime.conftest import WorkerProcess
+
+    from .conftest import wait_for
+
+    first = WorkerProcess(deploy_env, tmp_path / "first.log").wait_ready()
+    try:
+        run = submit("hello", {"name": "Ada"})
+        run.wait(60)
+    finally:
+        first.stop()
+    finished = utcnow()
+    wait_for(lambda: utcnow() > finished + timedelta(seconds=1.5), 10, "the run older than the retention")
+    pruning = WorkerProcess(dict(deploy_env, ORCHESTRATOR_RETENTION="1s"), tmp_path / "pruning.log").wait_ready()
+    try:
+        wait_for(lambda: run.id not in all_run_ids(), 60, "the worker's daily prune")
+    finally:
+        pruning.stop()
+    with supervisor().db.reading() as conn:
+        job = conn.execute(text("SELECT next_due_at, last_result FROM housekeeping_jobs WHERE name = 'prune'")).one()
+    assert job.last_result == {"runs": 1, "batches": 1, "done": True}
+    assert timedelta(hours=23) < job.next_due_at - utcnow() <= timedelta(days=1)
