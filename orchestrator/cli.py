@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .cli_common import Usage, err, out, parse_params
 from .cli_schedule import schedule_app
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .registry import WorkflowNotFound
@@ -24,37 +24,10 @@ app = typer.Typer(help="Run YAML workflows on Celery.", no_args_is_help=True, ad
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "running": "yellow",
                 "started": "yellow", "skipped": "dim", "canceled": "magenta", "canceling": "magenta",
                 "pausing": "blue", "paused": "blue", "requested": "cyan"}
-
-
-class Usage(Exception):
-    """Bad input from the user: printed as is, exit code 2."""
-
-
-def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if params_json:
-        try:
-            loaded = json.loads(params_json)
-        except json.JSONDecodeError as exc:
-            raise Usage(f"--params-json: not valid JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise Usage("--params-json: must be a JSON object")
-        params.update(loaded)
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise Usage(f"-p {pair!r}: expected key=value")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
 
 
 @app.command()

@@ -8,6 +8,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from .cli_common import Usage, out, parse_params
+
 schedule_app = typer.Typer(help="Start workflows on a schedule (fired by `orchestrator beat`).", no_args_is_help=True)
 
 
@@ -18,9 +20,7 @@ def _api():
     return scheduling
 
 
-def _usage(exc: Exception):
-    from .cli import Usage
-
+def _usage(exc: Exception) -> Usage:
     return Usage(str(exc))
 
 
@@ -38,7 +38,6 @@ def add(name: str = typer.Argument(..., help="The schedule's name (letters, digi
     """Add a schedule: each due time starts exactly one run of WORKFLOW."""
     from pathlib import Path
 
-    from .cli import out, parse_params
 
     api = _api()
     if Path(workflow).is_file():
@@ -58,7 +57,6 @@ def add(name: str = typer.Argument(..., help="The schedule's name (letters, digi
 @schedule_app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="A JSON array of schedules.")) -> None:
     """The schedules, by name."""
-    from .cli import out
 
     found = _api().list_schedules()
     if as_json:
@@ -91,7 +89,6 @@ def resume(name: str = typer.Argument(...)) -> None:
 
 
 def _change(name: str, operation: str, done: str) -> None:
-    from .cli import out
 
     api = _api()
     try:
@@ -126,7 +123,6 @@ def beat(args: list[str]) -> None:
 
 
 def prune(older_than: str, statuses: list[str], as_json: bool) -> None:
-    from .cli import Usage, out
     from .pruning import prune as prune_runs
     from .retention import parse_duration
 

@@ -218,11 +218,12 @@ class RunStore:
             else:
                 entry.update(status=row.status, attempts=row.attempt, result=row.result, error=row.error,
                              finished_at=iso(row.finished_at))
-        return {"id": run.id, "workflow": run.workflow, "status": run.status, "output": run.output,
-                "error": run.error, "started_at": iso(run.started_at or run.created_at),
-                "finished_at": iso(run.finished_at), "tasks": tasks,
-                "schedule": None if run.schedule_name is None else {"name": run.schedule_name,
-                                                                     "due_at": iso(run.schedule_due_at)}}
+        summary = {"id": run.id, "workflow": run.workflow, "status": run.status, "output": run.output,
+                   "error": run.error, "started_at": iso(run.started_at or run.created_at),
+                   "finished_at": iso(run.finished_at), "tasks": tasks}
+        if run.schedule_name is not None:  # started by a schedule's due time (store/schedules.py)
+            summary["schedule"] = {"name": run.schedule_name, "due_at": iso(run.schedule_due_at)}
+        return summary
 
     def list_runs(self, conn: Connection, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         stmt = select(RUNS.c.id, RUNS.c.workflow, RUNS.c.status, RUNS.c.created_at, RUNS.c.finished_at,
