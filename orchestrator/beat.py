@@ -63,11 +63,12 @@ class ScheduleRunner:
         if decision is None:
             return
         with self.db.transaction() as conn:
-            run_id = rows.claim(conn, row, decision, now)
+            claimed, run_id = rows.claim(conn, row, decision, now)
+        if not claimed:
+            return  # another beat moved it on first (or it was paused meanwhile)
         if run_id is None:
-            if decision.fire is None:
-                log.warning("schedule %s: %d due times missed while beat was down; skipped (missed=skip)",
-                            row.name, decision.missed)
+            log.warning("schedule %s: %d due times missed while beat was down; skipped (missed=skip)",
+                        row.name, decision.missed)
             return
         extra = f" ({decision.missed} missed due times coalesced)" if decision.missed else ""
         log.info("schedule %s: due %s starts run %s%s", row.name, decision.fire.isoformat(), run_id, extra)

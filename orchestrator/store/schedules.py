@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..schedules import Decision, ScheduleSpec, as_utc, next_due, run_id
 from .models import Schedule, ScheduleFire, WorkflowRun
@@ -40,11 +41,11 @@ def add(conn: Connection, spec: ScheduleSpec, now: datetime) -> dict[str, Any]:
     values = dict(name=spec.name, workflow=spec.workflow, params=spec.params, every=spec.every, cron=spec.cron,
                   timezone=spec.timezone, missed=spec.missed, paused=False, anchor_at=now,
                   next_due_at=next_due(spec, now, now), created_at=now, updated_at=now)
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(SCHEDULES).values(**values))
-    except IntegrityError:
-        raise ScheduleExists(f"a schedule named {spec.name!r} exists already (remove it first)") from None
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    added = conn.execute(dialect_insert(SCHEDULES).values(**values).on_conflict_do_nothing(index_elements=["name"])
+                         .returning(SCHEDULES.c.id)).first()
+    if added is None:
+        raise ScheduleExists(f"a schedule named {spec.name!r} exists already (remove it first)")
     return get(conn, spec.name)
 
 
@@ -103,18 +104,21 @@ def next_wake(conn: Connection) -> datetime | None:
     return conn.execute(select(func.min(SCHEDULES.c.next_due_at)).where(SCHEDULES.c.paused.is_(False))).scalar()
 
 
-def claim(conn: Connection, row: Any, decision: Decision, now: datetime) -> str | None:
-    """Move the schedule on to `decision.next` if nobody else did since `row` was read, and record
-    the fire. Returns the run id to start (None: nothing to fire, or another beat claimed it)."""
+def claim(conn: Connection, row: Any, decision: Decision, now: datetime) -> tuple[bool, str | None]:
+    """Move the schedule on to `decision.next` if nobody else did since `row` was read (False:
+    another beat did, or it was paused), and record the fire. Returns (claimed, the run id to
+    start or None when the decision fires nothing)."""
     moved = conn.execute(update(SCHEDULES).where(SCHEDULES.c.id == row.id, SCHEDULES.c.next_due_at == row.next_due_at,
                                                  SCHEDULES.c.paused.is_(False))
                          .values(next_due_at=decision.next, updated_at=now)).rowcount
-    if moved != 1 or decision.fire is None:
-        return None
+    if moved != 1:
+        return False, None
+    if decision.fire is None:
+        return True, None
     fired = run_id(row.id, decision.fire)
     conn.execute(insert(FIRES).values(run_id=fired, schedule_id=row.id, schedule=row.name, due_at=decision.fire,
                                       missed=decision.missed, sends=1, fired_at=now))
-    return fired
+    return True, fired
 
 
 def unstarted(conn: Connection, now: datetime, wait: float, limit: int = 100) -> list[Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import (BROKER_URL, DATABASE_URL, REDIS_URL, ROOT, WorkerProcess,  # noqa: F401
+from tests.runtime.conftest import (ROOT, WorkerProcess,  # noqa: F401 (fixtures used by this folder's tests)
                                     _reset_process, orchestrator_env, pg_schema, worker)
 
 HERE = Path(__file__).parent

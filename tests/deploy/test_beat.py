@@ -17,7 +17,7 @@ from tests.runtime.test_cli import cli
 
 from .conftest import BeatProcess, wait_for
 
-pytestmark = pytest.mark.runtime
+pytestmark = [pytest.mark.runtime, pytest.mark.timeout(300)]  # real processes on a loaded CI machine
 
 
 def when(text: str) -> datetime:

@@ -11,13 +11,14 @@ import pytest
 
 from orchestrator import submit
 
-from .conftest import WorkerProcess, _reset_process
-from tests.runtime.conftest import _libpq, DATABASE_URL
+from tests.runtime.conftest import DATABASE_URL, _libpq
+
+from .conftest import WorkerProcess
 
 pytestmark = pytest.mark.runtime
 
 
-def test_a_prefork_host_stays_within_its_connection_budget(deploy_env, monkeypatch, tmp_path):
+def test_a_prefork_host_stays_within_its_connection_budget(deploy_env, tmp_path):
     name = f"budget_{deploy_env['ORCHESTRATOR_DEFAULT_QUEUE'].split('.')[0]}"
     url = f"{deploy_env['ORCHESTRATOR_DATABASE_URL']}&application_name={name}"
     concurrency = 3

@@ -19,7 +19,7 @@ from tests.runtime.test_cli import cli
 from .netns import Hosts
 from .servers import PgBouncer, Redis
 
-pytestmark = pytest.mark.runtime
+pytestmark = [pytest.mark.runtime, pytest.mark.timeout(300)]  # real processes on a loaded CI machine
 
 
 class HostWorker(WorkerProcess):

@@ -14,7 +14,7 @@ from orchestrator.store.database import LOCK_TIMEOUT_MS, database
 from .conftest import WorkerProcess, _reset_process
 from .servers import PgBouncer
 
-pytestmark = pytest.mark.runtime
+pytestmark = [pytest.mark.runtime, pytest.mark.timeout(300)]  # real processes on a loaded CI machine
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.runtime.test_cli import cli
 
 from .conftest import wait_status
 
-pytestmark = pytest.mark.runtime
+pytestmark = [pytest.mark.runtime, pytest.mark.timeout(300)]  # real processes on a loaded CI machine
 OWNED = ("task_executions", "workflow_variables", "timers", "task_items", "run_events", "outbox", "schedule_fires")
 
 

@@ -79,7 +79,7 @@ def test_a_claim_read_by_two_runners_is_won_by_one(db):
         decision = decide(rows.spec_of(row), row.anchor_at, row.next_due_at, now)
         with db.transaction() as conn:
             claimed.append(rows.claim(conn, row, decision, now))
-    assert claimed[0] is not None and claimed[1] is None
+    assert claimed[0][0] and claimed[0][1] is not None and claimed[1] == (False, None)
     assert len(fires(db)) == 1
 
 
@@ -148,3 +148,28 @@ def test_cron_in_new_york_fires_at_local_nine_across_the_dst_change(db):
     # 09:00 EST is 14:00 UTC; from 2024-03-10 on, 09:00 EDT is 13:00 UTC.
     assert due == ["2024-03-08T14:00:00+00:00", "2024-03-09T14:00:00+00:00", "2024-03-10T13:00:00+00:00",
                    "2024-03-11T13:00:00+00:00"]
+
+
+def test_a_name_is_taken_once(db):
+    add(db, ScheduleSpec("taken", "hello", every=60), T0)
+    with pytest.raises(rows.ScheduleExists):
+        add(db, ScheduleSpec("taken", "other", cron="* * * * *"), T0)
+    with db.reading() as conn:
+        assert [s["workflow"] for s in rows.listing(conn)] == ["hello"]
+
+
+def test_with_the_defaults_a_lost_start_is_sent_again_after_five_minutes(db):
+    """The twin of the test above, on the shipped defaults: the bound a user sees."""
+    from orchestrator.beat import RESEND_AFTER
+
+    assert RESEND_AFTER == 300
+    clock, lost, again = Clock(T0), Sent(), Sent()
+    add(db, ScheduleSpec("lossy", "hello", every=3600), T0)
+    clock.advance(3600)
+    ScheduleRunner(db, lost, clock).tick()
+    clock.advance(RESEND_AFTER - 1)
+    ScheduleRunner(db, again, clock).tick()
+    assert again == []
+    clock.advance(1)
+    ScheduleRunner(db, again, clock).tick()
+    assert [r for r, _, _ in again] == [lost[0][0]]

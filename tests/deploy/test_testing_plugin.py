@@ -8,7 +8,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.runtime.conftest import ROOT
+
+pytestmark = pytest.mark.timeout(300)  # a pytest run of its own, with an in-process worker
 
 
 def pytest_in(folder, *args: str) -> subprocess.CompletedProcess:
