@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["submit", "start_workflow", "RunHandle", "register", "resolve"]
+_SCHEDULING = ("add_schedule", "list_schedules", "get_schedule", "remove_schedule", "pause_schedule",
+               "resume_schedule")
+__all__ = ["submit", "start_workflow", "RunHandle", "register", "resolve", "prune", *_SCHEDULING]
 __version__ = "0.1.0"
 
 
@@ -24,4 +26,12 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in _SCHEDULING:
+        from . import scheduling
+
+        return getattr(scheduling, name)
+    if name == "prune":
+        from .pruning import prune
+
+        return prune
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from .cli_common import Usage, err, out, parse_params
+from .cli_schedule import schedule_app
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .registry import WorkflowNotFound
 
@@ -22,37 +23,11 @@ app = typer.Typer(help="Run YAML workflows on Celery.", no_args_is_help=True, ad
                   pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+app.add_typer(schedule_app, name="schedule")
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "running": "yellow",
                 "started": "yellow", "skipped": "dim", "canceled": "magenta", "canceling": "magenta",
                 "pausing": "blue", "paused": "blue", "requested": "cyan"}
-
-
-class Usage(Exception):
-    """Bad input from the user: printed as is, exit code 2."""
-
-
-def parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if params_json:
-        try:
-            loaded = json.loads(params_json)
-        except json.JSONDecodeError as exc:
-            raise Usage(f"--params-json: not valid JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise Usage("--params-json: must be a JSON object")
-        params.update(loaded)
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise Usage(f"-p {pair!r}: expected key=value")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
 
 
 @app.command()
@@ -214,13 +189,17 @@ def _event_line(event: dict[str, Any]) -> str:
 
 @app.command("list")
 def list_runs(status_filter: Optional[str] = typer.Option(None, "--status", help="Only runs in this status."),
-              limit: int = typer.Option(50, "--limit")) -> None:
+              limit: int = typer.Option(50, "--limit"),
+              as_json: bool = typer.Option(False, "--json", help="A JSON array, as the HTTP API's /api/runs.")) -> None:
     """Recent runs, newest first."""
     from .runtime import supervisor
 
     sup = supervisor()
     with sup.db.reading() as conn:
         runs = sup.store.list_runs(conn, status_filter, limit)
+    if as_json:
+        print(json.dumps(runs, indent=2))
+        return
     table = Table("id", "workflow", "status", "created", "error")
     for r in runs:
         table.add_row(r["id"], r["workflow"], _styled(r["status"]), r["created_at"] or "", (r["error"] or "")[:60])
@@ -266,6 +245,25 @@ def worker(ctx: typer.Context) -> None:
         os.environ["ORCHESTRATOR_SEND_EVENTS"] = "1"
         settings.cache_clear()
     celery_app().worker_main(["worker", *args])
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Celery beat firing the schedules (`orchestrator schedule`); extra options go to `celery beat`.
+    Run one; a second by mistake fires nothing twice."""
+    from .cli_schedule import beat as run_beat
+
+    run_beat(list(ctx.args))
+
+
+@app.command()
+def prune(older_than: str = typer.Option(..., "--older-than", help="An age: 90s, 12h, 30d, 2w."),
+          status_filter: list[str] = typer.Option([], "--status", help="Only finished runs in this status (repeatable)."),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Delete finished runs older than --older-than, with everything they own, in batches."""
+    from .cli_schedule import prune as run_prune
+
+    run_prune(older_than, status_filter, as_json)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -372,6 +370,9 @@ def _follow(handle: Any, timeout: float | None, live: bool) -> dict[str, Any]:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     out.print(_table(summary))
+    if summary.get("schedule"):
+        out.print(f"schedule: {summary['schedule']['name']} (due {summary['schedule']['due_at']})", markup=False,
+                  highlight=False)
     if summary["error"]:
         err.print(f"error: {summary['error']}", markup=False, highlight=False)
     if summary["output"] is not None:

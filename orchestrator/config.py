@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ class Settings:
     send_events: bool = False
     broker_options: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    db_pool_size: int = 2       # idle PostgreSQL connections a process keeps
+    db_max_overflow: int = 3    # more it may open at once (closed when returned)
+    pgbouncer: bool = False     # the database URL is a PgBouncer in transaction pooling mode
+    database_listen_url: str | None = None  # PostgreSQL itself, for LISTEN behind PgBouncer
+    retention: timedelta | None = None  # ORCHESTRATOR_RETENTION: prune finished runs older than this daily
 
     @property
     def embedded(self) -> bool:
@@ -115,7 +121,23 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         send_events=env.get("ORCHESTRATOR_SEND_EVENTS", "0").lower() in ("1", "true", "yes", "on"),
         broker_options=json.loads(env.get("ORCHESTRATOR_BROKER_OPTIONS") or "{}"),
         config=_deployment_config(env),
+        db_pool_size=int(env.get("ORCHESTRATOR_DB_POOL_SIZE", "2")),
+        db_max_overflow=int(env.get("ORCHESTRATOR_DB_MAX_OVERFLOW", "3")),
+        pgbouncer=env.get("ORCHESTRATOR_PGBOUNCER", "0").lower() in ("1", "true", "yes", "on"),
+        database_listen_url=env.get("ORCHESTRATOR_DATABASE_LISTEN_URL") or None,
+        retention=_retention(env.get("ORCHESTRATOR_RETENTION")),
     )
+
+
+def _retention(value: str | None) -> timedelta | None:
+    if not value or not value.strip() or value.strip().lower() in ("0", "off", "never"):
+        return None
+    from .retention import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"ORCHESTRATOR_RETENTION: {exc}") from None
 
 
 @lru_cache(maxsize=1)

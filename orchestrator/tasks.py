@@ -101,10 +101,16 @@ def fire_timer(run_id: str, key: str) -> None:
 
 @app.task(name="orchestrator.tick", ignore_result=True)
 def tick() -> None:
-    """Fire every due timer (the durable path; countdown messages are only the fast path)."""
+    """Fire every due timer (the durable path; countdown messages are only the fast path), and
+    the daily prune when ORCHESTRATOR_RETENTION is set and it is due (pruning.py)."""
+    from .pruning import prune_if_due
     from .runtime import supervisor
 
     supervisor().tick()
+    try:
+        prune_if_due()
+    except Exception as exc:  # the prune is tried again at a later tick; timers already fired
+        log.warning("retention: daily prune failed: %s", exc)
 
 
 _ticker = None

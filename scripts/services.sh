@@ -85,6 +85,17 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
 fi
 
+# The deployment tests start their own PgBouncer (transaction pooling) and put workers in network
+# namespaces (ip netns): both come from Debian's packages. Only installed here, never started.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+    log "PgBouncer not found; installing"
+    apt_install pgbouncer
+fi
+if ! command -v ip >/dev/null 2>&1; then
+    log "ip (iproute2) not found; installing"
+    apt_install iproute2
+fi
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 PG_VERSION=$(pg_version)

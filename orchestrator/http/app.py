@@ -16,6 +16,7 @@ from .. import __version__
 from .auth import TokenAuth, configured_token
 from .metrics import metrics_text
 from .routes import build_routers
+from .schedules import build_schedules_router
 from .web import build_web_router
 
 log = logging.getLogger("orchestrator.http")
@@ -29,6 +30,7 @@ def create_app(token: str | None = None) -> FastAPI:
                   openapi_url=None, description="Start, follow and operate workflow runs.")
     for router in build_routers(token):
         app.include_router(router)
+    app.include_router(build_schedules_router(token))
     app.include_router(build_web_router(token))
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(TokenAuth(token))])

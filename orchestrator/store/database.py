@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from sqlalchemy import Connection, create_engine, event, inspect
+from sqlalchemy.pool import NullPool
 
 # The Alembic environment lives in the top-level `migrations/` folder, installed beside this
 # package (pyproject.toml ships both). Found by its place, not imported: migrations/env.py imports
@@ -19,11 +20,20 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 class Database:
     """A pooled engine. SQLite (embedded mode) has no row locks, so its transactions are serialised
-    by a process-wide lock: the embedded runtime is a single process by design."""
+    by a process-wide lock: the embedded runtime is a single process by design.
 
-    def __init__(self, url: str):
+    PostgreSQL: each process keeps at most `pool_size` idle connections and opens at most
+    `pool_size + max_overflow` at once (waiting up to 30 s for one beyond that). With `pgbouncer`
+    (transaction pooling) no session state is relied on: psycopg's server-side prepared statements
+    are off, the lock timeout is set per transaction, and LISTEN, which needs a session, goes to
+    `listen_url` (PostgreSQL itself) when given, else `RunHandle.wait()` polls."""
+
+    def __init__(self, url: str, *, pool_size: int = 2, max_overflow: int = 3, pgbouncer: bool = False,
+                 listen_url: str | None = None):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.pgbouncer = pgbouncer and not self.is_sqlite
+        self._listen_engine = None
         if self.is_sqlite:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -34,8 +44,14 @@ class Database:
         else:
             # No pre-ping (a round trip per checkout on the hot path): connections are recycled
             # hourly, and a step that meets a dropped connection fails and is retried.
-            self.engine = create_engine(url, pool_size=5, max_overflow=10, pool_recycle=3600)
-            event.listen(self.engine, "connect", _postgres_session)
+            connect_args = {"prepare_threshold": None} if self.pgbouncer else {}
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=30,
+                                        pool_recycle=3600, connect_args=connect_args)
+            if not self.pgbouncer:
+                event.listen(self.engine, "connect", _postgres_session)
+            if listen_url:
+                # One connection per waiting RunHandle.wait(), opened and closed around the wait.
+                self._listen_engine = create_engine(listen_url, poolclass=NullPool)
             self._lock = None
 
     @contextmanager
@@ -43,6 +59,8 @@ class Database:
         """One transaction: committed when the block ends, rolled back if it raises."""
         if self._lock is None:
             with self.engine.begin() as conn:
+                if self.pgbouncer:  # no session to hold it: this transaction's own lock timeout
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
                 yield conn
             return
         with self._lock, self.engine.begin() as conn:
@@ -56,11 +74,13 @@ class Database:
     @contextmanager
     def listening(self, channel: str) -> Iterator[Callable[[float], list[str]] | None]:
         """PostgreSQL: LISTEN on `channel` with a pooled connection and yield `wait(seconds)`,
-        which returns the payloads notified meanwhile ([] on timeout). SQLite: yield None (poll)."""
-        if self.is_sqlite:
+        which returns the payloads notified meanwhile ([] on timeout). SQLite, or PgBouncer without
+        a `listen_url` (LISTEN needs a session): yield None, and the caller polls."""
+        engine = self._listen_engine or (None if self.is_sqlite or self.pgbouncer else self.engine)
+        if engine is None:
             yield None
             return
-        with self.engine.connect() as conn:
+        with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.exec_driver_sql(f'LISTEN "{channel}"')
             raw = conn.connection.driver_connection
@@ -110,6 +130,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._listen_engine is not None:
+            self._listen_engine.dispose()
 
 
 LOCK_TIMEOUT_MS = int(float(os.environ.get("ORCHESTRATOR_LOCK_TIMEOUT", "10")) * 1000)
@@ -135,9 +157,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 _instances: list[Database] = []
 
 
-@lru_cache(maxsize=8)
 def database(url: str) -> Database:
-    db = Database(url)
+    """The process's Database for `url`, with the pool budget and PgBouncer options of the
+    settings (ORCHESTRATOR_DB_POOL_SIZE, ORCHESTRATOR_DB_MAX_OVERFLOW, ORCHESTRATOR_PGBOUNCER,
+    ORCHESTRATOR_DATABASE_LISTEN_URL)."""
+    from ..config import settings
+
+    conf = settings()
+    return _database(url, conf.db_pool_size, conf.db_max_overflow, conf.pgbouncer, conf.database_listen_url)
+
+
+@lru_cache(maxsize=8)
+def _database(url: str, pool_size: int, max_overflow: int, pgbouncer: bool, listen_url: str | None) -> Database:
+    db = Database(url, pool_size=pool_size, max_overflow=max_overflow, pgbouncer=pgbouncer, listen_url=listen_url)
     _instances.append(db)
     return db
 
@@ -147,3 +179,5 @@ def after_fork() -> None:
     belong to the parent), so the child opens its own."""
     for db in _instances:
         db.engine.dispose(close=False)
+        if db._listen_engine is not None:
+            db._listen_engine.dispose(close=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,7 +43,8 @@ class WorkflowRun(Base):
     """One run of a workflow. `state` is the conductor's compact state (without variables)."""
 
     __tablename__ = "workflow_runs"
-    __table_args__ = (Index("ix_workflow_runs_status_created", "status", "created_at"),)
+    __table_args__ = (Index("ix_workflow_runs_status_created", "status", "created_at"),
+                      Index("ix_workflow_runs_finished_at", "finished_at"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workflow: Mapped[str] = mapped_column(String(200), index=True)
@@ -146,3 +147,52 @@ class Outbox(Base):
     run_id: Mapped[str] = mapped_column(String(64))
     payload: Mapped[Any] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Schedule(Base):
+    """A schedule (schedules.py): its next due time lives here, claimed by a conditional UPDATE,
+    so two beat processes cannot both fire it and a restarted beat loses nothing."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    workflow: Mapped[str] = mapped_column(Text)
+    params: Mapped[Any] = mapped_column(JSONType, default=dict)
+    every: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cron: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    missed: Mapped[str] = mapped_column(String(16))
+    paused: Mapped[bool] = mapped_column(default=False)
+    anchor_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScheduleFire(Base):
+    """A due time a schedule fired and the run it starts (its id derived from both). Written in
+    the claim's transaction, before the start message goes out; a start message lost on the way
+    is sent again while the run does not exist, each time after twice the wait. Kept with the run, deleted when it is pruned."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at"),)
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(Integer)
+    schedule: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    missed: Mapped[int] = mapped_column(Integer, default=0)
+    sends: Mapped[int] = mapped_column(Integer, default=1)
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class HousekeepingJob(Base):
+    """Deployment-wide periodic jobs (the daily prune): the next due time, claimed like a
+    schedule's, so one process of the deployment does each due job."""
+
+    __tablename__ = "housekeeping_jobs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_result: Mapped[Any] = mapped_column(JSONType, nullable=True)

@@ -20,7 +20,7 @@ from ..lifecycle import LifecycleEvent, lifecycle_events
 from . import statements as sql
 from . import steps
 from .steps import RUN_FINISHED  # noqa: F401 (the channel RunHandle.wait() listens on)
-from .models import Outbox, RunEvent, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
+from .models import Outbox, RunEvent, ScheduleFire, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
 RUNS = WorkflowRun.__table__
 TASKS = TaskExecution.__table__
@@ -30,6 +30,7 @@ TIMERS = Timer.__table__
 ITEMS = TaskItem.__table__
 OUTBOX = Outbox.__table__
 EVENTS = RunEvent.__table__
+FIRES = ScheduleFire.__table__  # a scheduled run's schedule and due time (store/schedules.py)
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -199,7 +200,8 @@ class RunStore:
 
     def summary(self, conn: Connection, run_id: str) -> dict[str, Any] | None:
         """The run summary of interfaces.md: one entry per task execution, in start order."""
-        run = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+        run = conn.execute(select(RUNS, FIRES.c.schedule.label("schedule_name"), FIRES.c.due_at.label("schedule_due_at"))
+                           .outerjoin(FIRES, FIRES.c.run_id == RUNS.c.id).where(RUNS.c.id == run_id)).first()
         if run is None:
             return None
         rows = conn.execute(select(TASKS).where(TASKS.c.run_id == run_id)
@@ -217,9 +219,12 @@ class RunStore:
             else:
                 entry.update(status=row.status, attempts=row.attempt, result=row.result, error=row.error,
                              finished_at=iso(row.finished_at))
-        return {"id": run.id, "workflow": run.workflow, "status": run.status, "output": run.output,
-                "error": run.error, "started_at": iso(run.started_at or run.created_at),
-                "finished_at": iso(run.finished_at), "tasks": tasks}
+        summary = {"id": run.id, "workflow": run.workflow, "status": run.status, "output": run.output,
+                   "error": run.error, "started_at": iso(run.started_at or run.created_at),
+                   "finished_at": iso(run.finished_at), "tasks": tasks}
+        if run.schedule_name is not None:  # started by a schedule's due time (store/schedules.py)
+            summary["schedule"] = {"name": run.schedule_name, "due_at": iso(run.schedule_due_at)}
+        return summary
 
     def list_runs(self, conn: Connection, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         stmt = select(RUNS.c.id, RUNS.c.workflow, RUNS.c.status, RUNS.c.created_at, RUNS.c.finished_at,

@@ -20,6 +20,10 @@
     $("run-started").textContent = Orch.when(next.started_at);
     $("run-finished").textContent = Orch.when(next.finished_at);
     $("run-duration").textContent = Orch.duration(next.started_at, next.finished_at);
+    const schedule = next.schedule;  // set when a schedule's due time started this run
+    $("run-schedule").textContent = schedule ? schedule.name + " (due " + Orch.when(schedule.due_at) + ")" : "";
+    Orch.show($("run-schedule-label"), !!schedule);
+    Orch.show($("run-schedule"), !!schedule);
     $("run-error").textContent = next.error || "";
     Orch.show($("run-error-box"), !!next.error);
     $("run-output").textContent = Orch.json(next.output, 20000);
