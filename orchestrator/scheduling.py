@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .api import resolve
-from .orquesta.formats import resolve_params
+from .formats import resolve_params
 from .runtime import supervisor
 from .schedules import ScheduleInvalid, ScheduleSpec, check
 from .store import schedules as rows

@@ -63,9 +63,10 @@ class Rehearser:
 
     def cases(self, path: str | Path, level: str = "strict") -> Any:
         """Run a rehearsal file (docs/rehearsal.md); fails the test naming every difference."""
-        from .orquesta.cases import rehearse_cases
+        from .cases import rehearse_cases
+        from .cli_rehearse import read_cases
 
-        report = rehearse_cases(path)
+        report = rehearse_cases(read_cases(path), str(path))
         failures = report.failures(level)
         if failures:
             pytest.fail("\n".join(f"{case.name}: {'; '.join(case.diffs.get(level, []))}" for case in failures),
