@@ -270,12 +270,13 @@ class WorkerProcess:
 
 def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 2, pool: str = "prefork",
                  loglevel: str = "warning", name: str = "worker",
-                 extra_args: Sequence[str] = ()) -> WorkerProcess:
+                 extra_args: Sequence[str] = (), python_args: Sequence[str] = ()) -> WorkerProcess:
     """Start `python -m orchestrator worker` consuming the deployment's two queues, configured by
-    `env` only (the caller's ORCHESTRATOR_* variables are not inherited). Returns at once; call
-    `wait_ready()` before sending work."""
+    `env` only (the caller's ORCHESTRATOR_* variables are not inherited). `python_args` go
+    before `-m orchestrator` (e.g. `-m cProfile -o FILE`). Returns at once; call `wait_ready()`
+    before sending work."""
     nodename = f"{name}.{env['ORCHESTRATOR_DEFAULT_QUEUE']}@{socket.gethostname()}"
-    args = [sys.executable, "-m", "orchestrator", "worker", "-P", pool, "-c", str(concurrency),
+    args = [sys.executable, *python_args, "-m", "orchestrator", "worker", "-P", pool, "-c", str(concurrency),
             "-n", nodename, "--without-mingle", "--without-gossip", "-l", loglevel,
             "--logfile", str(log), "-Q", ",".join(queues_of(env)), *extra_args]
     return _spawn(args, env, log, nodename)

@@ -20,6 +20,7 @@ from ..config import settings
 from ..runtime import supervisor
 from ..store.models import RunCount, TaskExecution, WorkflowRun
 from ..store.runs import TERMINAL
+from ..supervisor import Supervisor
 
 log = logging.getLogger("orchestrator.http")
 RUNS = WorkflowRun.__table__
@@ -33,8 +34,11 @@ PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport keeps priorities 3, 6
 
 
 class OrchestratorCollector:
+    def __init__(self, sup: Supervisor | None = None):
+        self.sup = sup  # None: this process's supervisor (runtime.supervisor())
+
     def collect(self) -> Iterator[Metric]:
-        sup = supervisor()
+        sup = self.sup or supervisor()
         with sup.db.reading() as conn:
             counts = run_counts(conn)
             recent = conn.execute(select(TASKS.c.started_at, TASKS.c.finished_at)
@@ -100,7 +104,8 @@ def _redis(url: str):
     return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
-def metrics_text() -> bytes:
+def metrics_text(sup: Supervisor | None = None) -> bytes:
+    """The exposition text of one scrape, read through `sup` (default: this process's)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(OrchestratorCollector())
+    registry.register(OrchestratorCollector(sup))
     return generate_latest(registry)
