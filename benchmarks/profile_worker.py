@@ -56,7 +56,8 @@ PARTS: list[tuple[str, int, list[tuple[str, str]]]] = [
     ("write the step (fold + one statement)", 6, [("orchestrator/store/runs.py", "write_step")]),
     ("COMMIT", 6, [("sqlalchemy/engine/base.py", "_commit_impl")]),
     ("publish the next call", 5, [("orchestrator/canvas.py", "send")]),
-    ("task events sent (received, started, succeeded)", 1, [("celery/events/dispatcher.py", "send")]),
+    ("task events queued (received, started, succeeded)", 1, [("celery/events/dispatcher.py", "send")]),
+    ("task events published (the queued ones, batched)", 1, [("celery/events/dispatcher.py", "flush")]),
     ("acknowledgement (after the task: acks late)", 1, [("kombu/message.py", "ack")]),
 ]
 
@@ -86,6 +87,18 @@ def where_times(stats: pstats.Stats) -> dict[str, float]:
                 found[name] += tt
                 break
     return found
+
+
+def round_trips(stats: pstats.Stats) -> tuple[int, int]:
+    """(PostgreSQL round trips, Redis commands or pipelines sent): how many times psycopg waited
+    for the server, and how many times a socket sent (only redis-py uses Python sockets here)."""
+    postgres = redis = 0
+    for (filename, _line, function), (_cc, nc, _tt, _ct, _callers) in stats.stats.items():
+        if filename.endswith("psycopg/connection.py") and function == "wait":
+            postgres += nc
+        elif filename == "~" and function == "<method 'sendall' of '_socket.socket' objects>":
+            redis += nc
+    return postgres, redis
 
 
 def part_times(stats: pstats.Stats) -> dict[str, float]:
@@ -161,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"per step: orchestrated {wall * 1000:.2f} ms, raw chain on the same solo worker "
           f"{harness.median(raw) * 1000:.2f} ms, orchestrated with the profiler on {harness.median(profiled) * 1000:.2f} ms "
           f"(medians of {args.runs} runs of {args.steps} steps)")
+    postgres, redis = round_trips(stats)
+    print(f"round trips per step (do not depend on the load): PostgreSQL {postgres / steps:.2f}, "
+          f"Redis {redis / steps:.2f}")
     print()
     rows = [[name, f"{seconds / steps * 1000:.3f}", f"{seconds / loop * 100:.1f}", f"{seconds / loop * wall * 1000:.2f}"]
             for name, seconds in where_times(stats).items()]
