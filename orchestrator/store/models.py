@@ -160,7 +160,9 @@ class RunCount(Base):
     (migration 0007) as they enter and leave it, so counting them never scans finished runs.
     Spread over shards (the writing backend's pid modulo 256) so that runs finishing at once
     do not queue on one counter row; a status's count is the sum of its shards. Active runs are
-    counted from ix_workflow_runs_status_created instead: they are few."""
+    counted from ix_workflow_runs_status_created instead: they are few. A transaction that moves
+    many runs updates its counter row once per run, each update slower than the last within the
+    transaction (PostgreSQL follows the row's version chain): move thousands in batches."""
 
     __tablename__ = "run_counts"
     __table_args__ = (PrimaryKeyConstraint("status", "shard"),)
