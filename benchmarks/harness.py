@@ -14,7 +14,7 @@ read when they are first imported, so the environment has to be in place first.
 Defaults (override with environment variables):
 
 - Redis: ``ORCHESTRATOR_BENCH_REDIS_URL`` (``redis://127.0.0.1:6379``), database ``BROKER_DB`` (2),
-  away from the tests' database 1.
+  away from the tests' database 1; the plain Celery side (plain.py) uses database ``PLAIN_DB`` (3).
 - PostgreSQL: ``ORCHESTRATOR_BENCH_DATABASE_URL``
   (``postgresql+psycopg://postgres@127.0.0.1:5432/orchestrator_bench``), created when missing.
   Each benchmark run works in a fresh schema of that database, dropped at the end, so every run
@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("ORCHESTRATOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 BROKER_DB = 2
 BROKER_URL = f"{REDIS_URL}/{BROKER_DB}"
+PLAIN_DB = 3
+PLAIN_BROKER_URL = f"{REDIS_URL}/{PLAIN_DB}"
 DATABASE_URL = os.environ.get("ORCHESTRATOR_BENCH_DATABASE_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/orchestrator_bench")
 
@@ -217,10 +219,11 @@ class WorkerProcess:
     log: Path
     nodename: str
     proc: subprocess.Popen = field(repr=False)
+    broker: str = ""
 
     @property
     def broker_url(self) -> str:
-        return self.env["ORCHESTRATOR_BROKER_URL"]
+        return self.broker or self.env["ORCHESTRATOR_BROKER_URL"]
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -267,20 +270,38 @@ class WorkerProcess:
 
 def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 2, pool: str = "prefork",
                  loglevel: str = "warning", name: str = "worker",
-                 extra_args: Sequence[str] = ()) -> WorkerProcess:
+                 extra_args: Sequence[str] = (), python_args: Sequence[str] = ()) -> WorkerProcess:
     """Start `python -m orchestrator worker` consuming the deployment's two queues, configured by
-    `env` only (the caller's ORCHESTRATOR_* variables are not inherited). Returns at once; call
-    `wait_ready()` before sending work."""
+    `env` only (the caller's ORCHESTRATOR_* variables are not inherited). `python_args` go
+    before `-m orchestrator` (e.g. `-m cProfile -o FILE`). Returns at once; call `wait_ready()`
+    before sending work."""
     nodename = f"{name}.{env['ORCHESTRATOR_DEFAULT_QUEUE']}@{socket.gethostname()}"
-    args = [sys.executable, "-m", "orchestrator", "worker", "-P", pool, "-c", str(concurrency),
+    args = [sys.executable, *python_args, "-m", "orchestrator", "worker", "-P", pool, "-c", str(concurrency),
             "-n", nodename, "--without-mingle", "--without-gossip", "-l", loglevel,
             "--logfile", str(log), "-Q", ",".join(queues_of(env)), *extra_args]
+    return _spawn(args, env, log, nodename)
+
+
+def start_plain_worker(env: dict[str, str], log: Path, *, concurrency: int = 2,
+                       loglevel: str = "warning") -> WorkerProcess:
+    """Start `celery -A benchmarks.plain worker` on Celery's defaults (prefork, early ack,
+    prefetch 4, mingle and gossip on) but for the concurrency, consuming the plain queue of
+    `env` (plain_env)."""
+    nodename = f"plain.{env[PLAIN_QUEUE_ENV]}@{socket.gethostname()}"
+    args = [sys.executable, "-m", "celery", "-A", "benchmarks.plain", "worker", "-c", str(concurrency),
+            "-n", nodename, "-l", loglevel, "--logfile", str(log), "-Q", env[PLAIN_QUEUE_ENV]]
+    return _spawn(args, env, log, nodename, broker_url=env[PLAIN_BROKER_ENV])
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path, nodename: str,
+           broker_url: str | None = None) -> WorkerProcess:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.with_suffix(".stderr").open("wb") as stderr:  # the child keeps its own descriptor
         proc = subprocess.Popen(args, env=_isolated(dict(os.environ), env), cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                                 start_new_session=True)
-    return WorkerProcess(env=env, log=log, nodename=nodename, proc=proc)
+    return WorkerProcess(env=env, log=log, nodename=nodename, proc=proc,
+                         broker=broker_url or env["ORCHESTRATOR_BROKER_URL"])
 
 
 @contextmanager
@@ -295,6 +316,57 @@ def running_worker(env: dict[str, str], log: Path, *, ready_timeout: float = 60,
         worker.stop()
         if purge:
             purge_queues(worker.broker_url, queues_of(env))
+
+
+@contextmanager
+def running_plain_worker(env: dict[str, str], log: Path, *, ready_timeout: float = 60,
+                         **options) -> Iterator[WorkerProcess]:
+    """A ready plain Celery worker (start_plain_worker) for the block; stopped afterwards and its
+    queue purged."""
+    worker = start_plain_worker(env, log, **options)
+    try:
+        yield worker.wait_ready(ready_timeout)
+    finally:
+        worker.stop()
+        purge_queues(worker.broker_url, [env[PLAIN_QUEUE_ENV]])
+
+
+# --------------------------------------------------------------------------- the plain side
+
+PLAIN_BROKER_ENV = "BENCH_PLAIN_BROKER_URL"  # as benchmarks.plain reads them
+PLAIN_QUEUE_ENV = "BENCH_PLAIN_QUEUE"
+
+
+def plain_env(tag: str, broker_url: str = PLAIN_BROKER_URL) -> dict[str, str]:
+    """Settings of one plain Celery deployment (benchmarks/plain.py): its own Redis database and
+    a queue unique to this run."""
+    return {PLAIN_BROKER_ENV: broker_url, PLAIN_QUEUE_ENV: f"bench.plain.{tag}.{uuid.uuid4().hex[:8]}",
+            "PYTHONPATH": str(ROOT)}
+
+
+def plain_app(env: dict[str, str]):
+    """This process's client of the plain deployment `env`."""
+    from . import plain
+
+    return plain.configure(env[PLAIN_BROKER_ENV], env[PLAIN_QUEUE_ENV])
+
+
+@contextmanager
+def both_workers(tag: str, env: dict[str, str], tmp: Path, *, concurrency: int = 2,
+                 plain: bool = True) -> Iterator[tuple[WorkerProcess, WorkerProcess | None, object]]:
+    """The orchestrator's worker for `env` and, when `plain`, a plain Celery worker of its own;
+    yields (worker, plain worker or None, plain app or None) and prints what runs."""
+    with running_worker(env, tmp / "worker.log", concurrency=concurrency, pool="prefork") as worker:
+        print(f"  worker      orchestrator worker, prefork -c {concurrency}, acks late, prefetch 1, "
+              f"queues {', '.join(queues_of(env))}", flush=True)
+        if not plain:
+            yield worker, None, None
+            return
+        penv = plain_env(tag)
+        with running_plain_worker(penv, tmp / "plain.log", concurrency=concurrency) as plain_worker:
+            print(f"  plain       celery worker on Celery's defaults, prefork -c {concurrency}, early ack, "
+                  f"prefetch 4, results on, queue {penv[PLAIN_QUEUE_ENV]} (redis db {PLAIN_DB})", flush=True)
+            yield worker, plain_worker, plain_app(penv)
 
 
 # --------------------------------------------------------------------------- signals
@@ -368,6 +440,24 @@ def print_facts(facts: dict[str, str]) -> None:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def ratio_lines(times: dict[str, Sequence[float]], subject: str, baselines: Sequence[str],
+                targets: dict[str, float] | None = None, higher_is_better: bool = False) -> str:
+    """One line per baseline present in `times`: median(subject) / median(baseline), and the
+    median of the per-round ratios (each round's sides ran back to back, so this one is the
+    steadier when the machine's speed drifts). With `higher_is_better` (rates), the ratio is
+    subject / baseline all the same and the target is a floor instead of a ceiling."""
+    lines = []
+    for base in baselines:
+        if base not in times or not times[base]:
+            continue
+        overall = median(times[subject]) / median(times[base])
+        rounds = median([s / b for s, b in zip(times[subject], times[base])])
+        target = (targets or {}).get(base)
+        goal = "" if target is None else f" (target {'>=' if higher_is_better else '<='} {target:.2f})"
+        lines.append(f"ratio {subject} / {base}: {overall:.2f} medians, {rounds:.2f} median of rounds{goal}")
+    return "\n".join(lines)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -1,13 +1,17 @@
-"""Sequential overhead: a raw Celery chain of N no-op tasks against an N-step workflow of core.noop.
+"""Sequential overhead: an N-step workflow of core.noop against a chain of N no-op tasks, twice.
 
-Both sides run on the same Redis broker and the same worker (one `orchestrator worker`, prefork,
-concurrency 2) in one process run, alternating round by round, so their ratio is meaningful even
-when absolute figures drift between runs (see ../shared/notes/performance-budget.md).
+Three sides in one process run, alternating round by round, so their ratios are meaningful even
+when absolute figures drift between runs (see ../shared/notes/performance-budget.md):
 
-- raw: ``chain(core.noop.si() x N).apply_async().get()``
-- orchestrated: ``submit(yaml_text).wait()`` of ``s1 -> s2 -> ... -> sN`` (``next: [{do: sK}]``)
+- plain chain: ``chain(plain.noop.si() x N).apply_async().get()`` on a plain Celery app with its
+  own worker on Celery's defaults (early ack, prefetch 4, results on): what users run today;
+- same-worker chain: ``chain(core.noop.si() x N)`` on the orchestrator's own worker (acks late,
+  prefetch 1, task events on);
+- orchestrated: ``submit(yaml_text).wait()`` of ``s1 -> s2 -> ... -> sN`` (``next: [{do: sK}]``).
 
-    python -m benchmarks sequential [--rounds 5] [--steps 100]
+Both workers are prefork with 2 processes on the same Redis server (separate databases).
+
+    python -m benchmarks sequential [--rounds 7] [--steps 100] [--no-plain]
 """
 
 from __future__ import annotations
@@ -32,14 +36,19 @@ def workflow_yaml(steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def raw_side(steps: int, timeout: float) -> Callable[[], float]:
-    """A callable that runs one raw chain of `steps` no-ops and returns its wall time in seconds."""
+def raw_side(steps: int, timeout: float, app=None) -> Callable[[], float]:
+    """A callable that runs one raw chain of `steps` no-ops and returns its wall time in seconds:
+    core.noop on the orchestrator's worker, or plain.noop on `app` (the plain side)."""
     from celery import chain
 
-    from workers.app import app
+    if app is None:
+        from workers.app import app
+        task = "core.noop"
+    else:
+        task = "plain.noop"
 
     def run() -> float:
-        canvas = chain(*(app.signature("core.noop", immutable=True) for _ in range(steps)))
+        canvas = chain(*(app.signature(task, immutable=True) for _ in range(steps)))
         start = time.perf_counter()
         result = canvas.apply_async()
         result.get(timeout=timeout)
@@ -81,42 +90,44 @@ def orchestrated_side(steps: int, timeout: float, in_run: list[float],
     return run
 
 
-def measure(rounds: int, steps: int, timeout: float,
-            wait_lags: list[float] | None = None) -> tuple[list[float], list[float], list[float]]:
-    """Warm each side up once, then alternate raw / orchestrated for `rounds` rounds.
-    Returns (raw wall times, orchestrated wall times, orchestrated in-run times)."""
+PLAIN, SAME, ORCHESTRATED = "plain chain", "same-worker chain", "orchestrated"
+
+
+def measure(rounds: int, steps: int, timeout: float, plain_app=None,
+            wait_lags: list[float] | None = None) -> tuple[dict[str, list[float]], list[float]]:
+    """Warm each side up once, then alternate plain / same-worker / orchestrated for `rounds`
+    rounds (no plain side without `plain_app`). Returns ({side: wall times}, orchestrated in-run
+    times)."""
     in_run: list[float] = []
-    raw = raw_side(steps, timeout)
-    orchestrated = orchestrated_side(steps, timeout, in_run, wait_lags)
+    sides = {}
+    if plain_app is not None:
+        sides[PLAIN] = raw_side(steps, timeout, plain_app)
+    sides[SAME] = raw_side(steps, timeout)
+    sides[ORCHESTRATED] = orchestrated_side(steps, timeout, in_run, wait_lags)
     print("warming up ...", flush=True)
-    raw()
-    orchestrated()
+    for run in sides.values():
+        run()
     in_run.clear()
     if wait_lags is not None:
         wait_lags.clear()
-    raw_times: list[float] = []
-    orchestrated_times: list[float] = []
+    times: dict[str, list[float]] = {side: [] for side in sides}
     for index in range(1, rounds + 1):
-        raw_times.append(raw())
-        orchestrated_times.append(orchestrated())
-        print(f"round {index}/{rounds}: raw {raw_times[-1]:.3f} s, orchestrated {orchestrated_times[-1]:.3f} s",
+        for side, run in sides.items():
+            times[side].append(run())
+        print(f"round {index}/{rounds}: " + ", ".join(f"{side} {t[-1]:.3f} s" for side, t in times.items()),
               flush=True)
-    return raw_times, orchestrated_times, in_run
+    return times, in_run
 
 
-def report(steps: int, raw_times: Sequence[float], orchestrated_times: Sequence[float],
-           in_run: Sequence[float], wait_lags: Sequence[float] = ()) -> None:
-    raw_median = harness.median(raw_times)
-    orchestrated_median = harness.median(orchestrated_times)
-    rows = []
-    for side, times, median in (("raw chain", raw_times, raw_median),
-                                ("orchestrated", orchestrated_times, orchestrated_median)):
-        rows.append([side, f"{median:.3f}", f"{median / steps * 1000:.2f}",
-                     f"{min(times):.3f}", f"{max(times):.3f}"])
+def report(steps: int, times: dict[str, list[float]], in_run: Sequence[float],
+           wait_lags: Sequence[float] = ()) -> None:
+    medians = {side: harness.median(t) for side, t in times.items()}
+    rows = [[side, f"{m:.3f}", f"{m / steps * 1000:.2f}", f"{min(times[side]):.3f}", f"{max(times[side]):.3f}"]
+            for side, m in medians.items()]
     print()
-    print(f"{steps} sequential no-op steps, {len(raw_times)} rounds")
+    print(f"{steps} sequential no-op steps, {len(times[ORCHESTRATED])} rounds, alternating")
     print(harness.format_table(["side", "median s", "per step ms", "min s", "max s"], rows))
-    print(f"ratio orchestrated/raw (median/median): {orchestrated_median / raw_median:.2f}")
+    print(harness.ratio_lines(times, ORCHESTRATED, [PLAIN, SAME], targets={PLAIN: 1.4, SAME: 1.25}))
     if in_run:
         print(f"orchestrated in-run time (started_at -> finished_at, median): {harness.median(in_run):.3f} s")
     if wait_lags:
@@ -126,9 +137,10 @@ def report(steps: int, raw_times: Sequence[float], orchestrated_times: Sequence[
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks sequential", description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds per side (default 5)")
+    parser.add_argument("--rounds", type=int, default=7, help="measured rounds per side (default 7)")
     parser.add_argument("--steps", type=int, default=100, help="tasks in the chain / workflow (default 100)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one run (default 120)")
+    parser.add_argument("--no-plain", action="store_true", help="leave out the plain Celery side")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1:
         parser.error("--rounds and --steps must be at least 1")
@@ -138,16 +150,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print machine facts and the table; returns the exit code."""
     args = parse_args(argv)
-    print(f"== {NAME}: raw Celery chain vs orchestrated workflow ==")
+    print(f"== {NAME}: orchestrated workflow vs Celery chains ==")
     harness.print_facts(harness.machine_facts())
     with tempfile.TemporaryDirectory(prefix="bench-sequential-") as tmp, harness.bench_schema() as url:
         env = harness.deployment_env(NAME, url)
         harness.apply_env(env)  # before the first import of orchestrator / workers
-        with harness.running_worker(env, Path(tmp) / "worker.log", concurrency=2, pool="prefork"):
-            print(f"  worker      prefork -c 2, queues {', '.join(harness.queues_of(env))}", flush=True)
+        with harness.both_workers(NAME, env, Path(tmp), plain=not args.no_plain) as (_, _, plain_app):
             wait_lags: list[float] = []
-            results = measure(args.rounds, args.steps, args.timeout, wait_lags)
-    report(args.steps, *results, wait_lags)
+            times, in_run = measure(args.rounds, args.steps, args.timeout, plain_app, wait_lags)
+    report(args.steps, times, in_run, wait_lags)
     return 0
 
 

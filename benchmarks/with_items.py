@@ -1,10 +1,13 @@
-"""Fan-out overhead: a raw Celery chord of N no-op tasks against a with_items task over N items.
+"""Fan-out overhead: a with_items task over N items against a chord of N no-op tasks, twice.
 
-Both sides run on the same Redis broker and the same worker (one `orchestrator worker`, prefork,
-concurrency 2) in one process run, alternating round by round, so their ratios are meaningful even
-when absolute figures drift between runs (see ../shared/notes/performance-budget.md).
+Sides in one process run, alternating round by round, so their ratios are meaningful even when
+absolute figures drift between runs (see ../shared/notes/performance-budget.md):
 
-- raw: ``chord([core.noop.si()] * N, core.noop.si()).apply_async().get()``
+- plain chord: ``chord([plain.noop.si()] * N, plain.noop.si()).apply_async().get()`` on a plain
+  Celery app with its own worker on Celery's defaults (early ack, prefetch 4, results on): what
+  users run today;
+- same-worker chord: the same with core.noop on the orchestrator's own worker (acks late,
+  prefetch 1);
 - orchestrated: ``submit(yaml_text).wait()`` of one task ``action: core.noop`` with
   ``with_items: "{{ range(N) | list }}"`` and ``input: {i: "{{ item }}"}`` (all items at once)
 - orchestrated, window: the same task with ``concurrency: 50`` (a sliding window of 50 calls in
@@ -13,7 +16,7 @@ when absolute figures drift between runs (see ../shared/notes/performance-budget
 For each size the table gives medians, per-item ms and the ratio to the raw chord; then, for each
 side, the per-item cost at the largest size over the smallest (1.0 = linear in N).
 
-    python -m benchmarks with_items [--sizes 1000,10000] [--rounds 3] [--window 50]
+    python -m benchmarks with_items [--sizes 1000,10000] [--rounds 3] [--window 50] [--no-plain]
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pathlib import Path
 from . import harness
 
 NAME = "with_items"
-RAW = "raw chord"
+PLAIN = "plain chord"
+RAW = "same-worker chord"
 ORCHESTRATED = "orchestrated"
 
 
@@ -46,16 +50,21 @@ def workflow_yaml(items: int, concurrency: int | None = None) -> str:
     )
 
 
-def raw_side(items: int, timeout: float) -> Callable[[], tuple[float, float]]:
+def raw_side(items: int, timeout: float, app=None) -> Callable[[], tuple[float, float]]:
     """A callable that runs one raw chord of `items` no-ops plus a no-op callback and returns its
-    wall time and this (client) process's CPU time in seconds."""
+    wall time and this (client) process's CPU time in seconds: core.noop on the orchestrator's
+    worker, or plain.noop on `app` (the plain side)."""
     from celery import chord
 
-    from workers.app import app
+    if app is None:
+        from workers.app import app
+        task = "core.noop"
+    else:
+        task = "plain.noop"
 
     def run() -> float:
-        noop = app.signature("core.noop", immutable=True)
-        canvas = chord([noop] * items, app.signature("core.noop", immutable=True))
+        noop = app.signature(task, immutable=True)
+        canvas = chord([noop] * items, app.signature(task, immutable=True))
         start, cpu = time.perf_counter(), time.process_time()
         result = canvas.apply_async()
         result.get(timeout=timeout)
@@ -148,23 +157,28 @@ class Figures:
     in_run: list[float] = field(default_factory=list)  # orchestrated only: started_at -> finished_at
 
 
-def measure(sizes: Sequence[int], rounds: int, window: int, timeout: float) -> dict[int, dict[str, Figures]]:
-    """Warm each variant up once at the smallest size, then for each size alternate raw /
-    orchestrated / orchestrated with a window for `rounds` rounds.
-    Returns {size: {variant: figures}}."""
+def measure(sizes: Sequence[int], rounds: int, window: int, timeout: float,
+            plain_app=None) -> dict[int, dict[str, Figures]]:
+    """Warm each variant up once at the smallest size, then for each size alternate plain /
+    same-worker / orchestrated / orchestrated with a window for `rounds` rounds (no plain side
+    without `plain_app`). Returns {size: {variant: figures}}."""
     windowed = f"{ORCHESTRATED}, c={window}"
     figures: dict[int, dict[str, Figures]] = {}
     warm = min(sizes)
     print(f"warming up ({warm} items) ...", flush=True)
     scratch: list[float] = []
+    if plain_app is not None:
+        raw_side(warm, timeout, plain_app)()
     raw_side(warm, timeout)()
     orchestrated_side(warm, None, timeout, scratch)()
     orchestrated_side(warm, window, timeout, scratch)()
     for size in sizes:
-        variants = {RAW: Figures(), ORCHESTRATED: Figures(), windowed: Figures()}
-        runs = {RAW: raw_side(size, timeout),
-                ORCHESTRATED: orchestrated_side(size, None, timeout, variants[ORCHESTRATED].in_run),
-                windowed: orchestrated_side(size, window, timeout, variants[windowed].in_run)}
+        variants = {PLAIN: Figures()} if plain_app is not None else {}
+        variants.update({RAW: Figures(), ORCHESTRATED: Figures(), windowed: Figures()})
+        runs = {PLAIN: raw_side(size, timeout, plain_app)} if plain_app is not None else {}
+        runs.update({RAW: raw_side(size, timeout),
+                     ORCHESTRATED: orchestrated_side(size, None, timeout, variants[ORCHESTRATED].in_run),
+                     windowed: orchestrated_side(size, window, timeout, variants[windowed].in_run)})
         for index in range(1, rounds + 1):
             line = []
             for variant, run in runs.items():
@@ -180,7 +194,7 @@ def measure(sizes: Sequence[int], rounds: int, window: int, timeout: float) -> d
 def report(figures: dict[int, dict[str, Figures]], rounds: int) -> None:
     per_item: dict[str, dict[int, float]] = {}
     for size, variants in figures.items():
-        raw_median = harness.median(variants[RAW].wall)
+        bases = {base: harness.median(variants[base].wall) for base in (PLAIN, RAW) if base in variants}
         rows = []
         for variant, got in variants.items():
             median = harness.median(got.wall)
@@ -188,11 +202,13 @@ def report(figures: dict[int, dict[str, Figures]], rounds: int) -> None:
             rows.append([variant, f"{median:.3f}", f"{median / size * 1000:.3f}", f"{min(got.wall):.3f}",
                          f"{max(got.wall):.3f}", f"{harness.median(got.in_run):.3f}" if got.in_run else "-",
                          f"{harness.median(got.cpu):.2f}",
-                         "1.00" if variant == RAW else f"{median / raw_median:.2f}"])
+                         *(f"{median / base:.2f}" for base in bases.values())])
         print()
-        print(f"with_items over {size} no-op items, {rounds} round(s)")
+        print(f"with_items over {size} no-op items, {rounds} round(s), alternating")
         print(harness.format_table(["side", "median s", "per item ms", "min s", "max s", "in-run s",
-                                    "client cpu s", "ratio to raw"], rows))
+                                    "client cpu s", *(f"ratio to {base}" for base in bases)], rows))
+        walls = {variant: got.wall for variant, got in variants.items()}
+        print(harness.ratio_lines(walls, ORCHESTRATED, list(bases), targets={PLAIN: 1.5, RAW: 1.5}))
     if len(figures) > 1:
         small, large = min(figures), max(figures)
         print()
@@ -222,6 +238,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=50,
                         help="concurrency of the windowed orchestrated variant (default 50)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for one run (default 900)")
+    parser.add_argument("--no-plain", action="store_true", help="leave out the plain Celery side")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.window < 1:
         parser.error("--rounds and --window must be at least 1")
@@ -231,15 +248,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print machine facts and the tables; returns the exit code."""
     args = parse_args(argv)
-    print(f"== {NAME}: raw Celery chord vs orchestrated with_items ==")
+    print(f"== {NAME}: orchestrated with_items vs Celery chords ==")
     harness.print_facts(harness.machine_facts())
     with tempfile.TemporaryDirectory(prefix="bench-with-items-") as tmp, harness.bench_schema() as url:
         env = harness.deployment_env(NAME, url)
         harness.apply_env(env)  # before the first import of orchestrator / workers
-        with harness.running_worker(env, Path(tmp) / "worker.log", concurrency=2, pool="prefork") as worker:
-            print(f"  worker      prefork -c 2, queues {', '.join(harness.queues_of(env))}", flush=True)
+        with harness.both_workers(NAME, env, Path(tmp), plain=not args.no_plain) as (worker, _, plain_app):
             try:
-                figures = measure(args.sizes, args.rounds, args.window, args.timeout)
+                figures = measure(args.sizes, args.rounds, args.window, args.timeout, plain_app)
             except (RuntimeError, TimeoutError):
                 print(f"\nworker log (tail):\n{worker.log_tail()}", flush=True)
                 raise

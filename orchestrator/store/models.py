@@ -6,11 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData,
+                        PrimaryKeyConstraint, String, Text, UniqueConstraint)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Ids of rows written at step rate: bigint on PostgreSQL (int4 runs out in weeks at 10^3 rows/s);
+# on SQLite only INTEGER PRIMARY KEY is the auto-incrementing rowid, which is 64-bit anyway.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -43,7 +47,11 @@ class WorkflowRun(Base):
     """One run of a workflow. `state` is the conductor's compact state (without variables)."""
 
     __tablename__ = "workflow_runs"
+    # created_at: the newest runs first (`list`, /api/runs, the web view's poll) without a sort
+    # of every run; status + created_at: the same per status, and counting the active runs;
+    # finished_at: what prune may delete.
     __table_args__ = (Index("ix_workflow_runs_status_created", "status", "created_at"),
+                      Index("ix_workflow_runs_created_at", "created_at"),
                       Index("ix_workflow_runs_finished_at", "finished_at"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -70,7 +78,7 @@ class TaskExecution(Base):
     __tablename__ = "task_executions"
     __table_args__ = (UniqueConstraint("run_id", "seq", "attempt"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer)
@@ -126,7 +134,7 @@ class RunEvent(Base):
     __tablename__ = "run_events"
     __table_args__ = (Index("ix_run_events_run_id_id", "run_id", "id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     kind: Mapped[str] = mapped_column(String(32))
@@ -143,10 +151,11 @@ class Outbox(Base):
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(String(64))
     payload: Mapped[Any] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
 
 
 class Schedule(Base):
@@ -196,3 +205,20 @@ class HousekeepingJob(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     next_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_result: Mapped[Any] = mapped_column(JSONType, nullable=True)
+
+
+class RunCount(Base):
+    """How many runs are in each terminal status, kept by database triggers on workflow_runs
+    (migration 0007) as they enter and leave it, so counting them never scans finished runs.
+    Spread over shards (the writing backend's pid modulo 256) so that runs finishing at once
+    do not queue on one counter row; a status's count is the sum of its shards. Active runs are
+    counted from ix_workflow_runs_status_created instead: they are few. A transaction that moves
+    many runs updates its counter row once per run, each update slower than the last within the
+    transaction (PostgreSQL follows the row's version chain): move thousands in batches."""
+
+    __tablename__ = "run_counts"
+    __table_args__ = (PrimaryKeyConstraint("status", "shard"),)
+
+    status: Mapped[str] = mapped_column(String(16))
+    shard: Mapped[int] = mapped_column(Integer)
+    runs: Mapped[int] = mapped_column(BigInteger)

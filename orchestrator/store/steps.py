@@ -185,7 +185,7 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
             "WITH ORDINALITY AS u(kind, task, seq, attempt, message, n) ORDER BY u.n)")
     if rows.forget:
         params["o_forget"] = rows.forget
-        ctes.append("forgotten AS (DELETE FROM outbox WHERE id = ANY(%(o_forget)s::int[]))")
+        ctes.append("forgotten AS (DELETE FROM outbox WHERE id = ANY(%(o_forget)s::bigint[]))")
     assignments = []
     for name, value in rows.run.items():
         params[f"r_{name}"] = _json(value) if _RUN_COLUMNS[name] == "jsonb" else value
@@ -195,7 +195,7 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
         params["o_payload"] = Jsonb(rows.outbox)
         ctes.append("outbox AS (INSERT INTO outbox (run_id, payload, created_at) "
                     "VALUES (%(run_id)s, %(o_payload)s, %(now)s) RETURNING id)")
-    select = ["(SELECT id FROM outbox)" if rows.outbox is not None else "NULL::int"]
+    select = ["(SELECT id FROM outbox)" if rows.outbox is not None else "NULL::bigint"]
     if rows.finished:  # delivered at commit: wakes RunHandle.wait()
         params["channel"] = RUN_FINISHED
         select.append("pg_notify(%(channel)s, %(run_id)s)")
