@@ -23,7 +23,7 @@ import contextlib
 from contextvars import ContextVar
 from dataclasses import dataclass
 from collections.abc import Mapping
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Iterator, Protocol
 
 DEFAULT_TIMEOUT = 5.0
 # Four times the 1 MiB input and result limits: a template may combine a few results into one
@@ -60,9 +60,15 @@ class TimeExceeded(BaseException):
     that no ``except Exception`` in Jinja, YAQL or an expression function swallows it."""
 
 
-Watch = Callable[[float], ContextManager[Any]]
-"""The shell's timer: ``watch(seconds)`` is a context manager that raises TimeExceeded in the
-calling thread when its block runs longer than `seconds`, and never once the block has left."""
+class Watch(Protocol):
+    """The shell's timer. ``arm(seconds)`` starts watching the calling thread and returns a
+    token; from `seconds` on, TimeExceeded is raised in that thread (again now and then, should
+    code swallow it) until ``disarm(token)``, after which it never is, also not one pending."""
+
+    def arm(self, seconds: float) -> Any: ...
+
+    def disarm(self, token: Any) -> None: ...
+
 
 _settings: dict[str, Any] = {"limits": Limits(), "watch": None}
 
@@ -141,10 +147,16 @@ def evaluation() -> Iterator[Budget]:
     token = _active.set(budget)
     watch = _settings["watch"]
     try:
+        armed = watch.arm(budget.limits.timeout) if watch is not None else None
         try:
-            with watch(budget.limits.timeout) if watch is not None else contextlib.nullcontext():
+            try:
                 yield budget
+            finally:
+                if armed is not None:
+                    watch.disarm(armed)
         except TimeExceeded:
+            if armed is not None:
+                watch.disarm(armed)  # again: the first may have been interrupted before it ran
             raise BudgetExceeded(f"expression exceeded {budget.limits.timeout:g} s") from None
     finally:
         _active.reset(token)

@@ -85,7 +85,7 @@ def test_recursion_through_dicts_keys_and_lists():
 
 @pytest.mark.parametrize("source, reason", [
     ("<% ctx(nope) %>", "VariableUndefinedError"),
-    ("<% ctx().nope %>", "Unable to resolve key"),
+    ("<% ctx().nope %>", "ctx() has no field 'nope'"),
     ("{{ ctx('nope') }}", "VariableUndefinedError"),
     ("{{ ctx().nope }}", "UndefinedError"),
     ("{{ undefined_name }}", "UndefinedError"),
