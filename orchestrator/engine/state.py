@@ -61,6 +61,11 @@ class ItemStore:
     def results(self, seq: int) -> dict[int, Any]:
         return {}
 
+    def execution(self, seq: int) -> dict[str, Any] | None:
+        """The latest attempt of an execution that ended in an earlier step: {result, status,
+        started_at, finished_at, items (with-items: [{status, result}])}, or None."""
+        return None
+
 
 @dataclass
 class WorkflowState:

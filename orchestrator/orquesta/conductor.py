@@ -106,8 +106,9 @@ class OrquestaConductor(Operations):
         self.workflow = workflow
         self.graph = workflow.graph
         self.run = run
-        self.expressions = evaluator or _EXPRESSIONS
         self.items = items if isinstance(items, LocalItems) else LocalItems(items)
+        # bound to this run: task() reads executions that ended in earlier steps from the items store
+        self.expressions = (evaluator or _EXPRESSIONS).bound(run.run_id, self.items)
         self.journal = journal
 
     # Public API -----------------------------------------------------------------------------
@@ -185,6 +186,7 @@ class OrquestaConductor(Operations):
         state.end_step()
         if persist and not step.commands:  # the state changed: give the shell something to write
             step.commands.append(StatusChanged(state.status))
+        self.items.remember(step.commands)  # for task() in a rehearsal's later steps
         return step.commands
 
     def rerun(self, state: OrquestaState, tasks: list[dict[str, Any]] | None = None) -> list[Command]:
@@ -500,7 +502,7 @@ class OrquestaConductor(Operations):
         for name, expression in self.workflow.spec.output:
             try:
                 outputs[name] = self.expressions.evaluate(expression, Scope(dict(context, **outputs),
-                                                                            status_of=state.status_of))
+                                                                            status_of=state.status_of, tasks=flow))
             except ExpressionError as exc:
                 state.log_error(f"output {name}: {exc}")
                 if state.status != CANCELED:

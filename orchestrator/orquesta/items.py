@@ -25,6 +25,7 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from typing import Any
 
+from ..engine.commands import ExecutionEnded
 from ..engine.state import ItemStore
 from .state import ABENDED, CANCELED, CANCELING, FAILED, RUNNING, SUCCEEDED
 
@@ -36,6 +37,7 @@ class LocalItems(ItemStore):
         self.backing = backing
         self._values: dict[int, list[Any]] = {}
         self._results: dict[int, dict[int, Any]] = {}
+        self._ended: dict[int, dict[str, Any]] = {}
 
     def created(self, seq: int, values: list[Any]) -> None:
         self._values[seq] = values
@@ -55,6 +57,19 @@ class LocalItems(ItemStore):
         stored = self.backing.results(seq) if self.backing is not None else {}
         mine = self._results.get(seq)
         return {**stored, **mine} if mine else stored
+
+    def remember(self, commands: list[Any]) -> None:
+        """Executions that ended in a step, for task() in later steps of a rehearsal (the
+        shell's backing store has them from the database)."""
+        for command in commands:
+            if isinstance(command, ExecutionEnded):
+                self._ended[command.seq] = {"status": command.status, "result": command.result}
+
+    def execution(self, seq: int) -> dict[str, Any] | None:
+        mine = self._ended.get(seq)
+        if mine is not None:
+            return mine
+        return self.backing.execution(seq) if self.backing is not None else None
 
 
 # Ranges -----------------------------------------------------------------------------------------
