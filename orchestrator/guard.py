@@ -25,13 +25,14 @@ one passes, raises ``TimeExceeded`` in the evaluating thread with
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import heapq
 import itertools
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from .engine import budget as budgets
 
@@ -45,13 +46,14 @@ _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void
 
 
 class _Entry:
-    __slots__ = ("thread", "due", "done", "fired")
+    __slots__ = ("thread", "due", "done", "fired", "error")
 
-    def __init__(self, thread: int, due: float):
+    def __init__(self, thread: int, due: float, error: type[BaseException]):
         self.thread = thread
         self.due = due
         self.done = False
         self.fired = 0
+        self.error = error
 
 
 class Guard:
@@ -62,6 +64,7 @@ class Guard:
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
+        self._steps = threading.local()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._heap: list[tuple[float, int, _Entry]] = []
@@ -71,7 +74,11 @@ class Guard:
     # budget.Watch ---------------------------------------------------------------------------
 
     def arm(self, seconds: float) -> _Entry:
-        entry = _Entry(threading.get_ident(), time.monotonic() + seconds)
+        due, error = time.monotonic() + seconds, budgets.TimeExceeded
+        step = getattr(self._steps, "deadline", None)
+        if step is not None and step < due:
+            due, error = step, budgets.StepTimeExceeded
+        entry = _Entry(threading.get_ident(), due, error)
         with self._wake:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="orchestrator-expression-guard", daemon=True)
@@ -80,6 +87,20 @@ class Guard:
             if self._heap[0][2] is entry:
                 self._wake.notify()
         return entry
+
+    @contextlib.contextmanager
+    def step(self, seconds: float | None = None) -> Iterator[None]:
+        """A supervisor step, which holds its run's row lock: the evaluations inside it share
+        one budget of `seconds` (default: the expression timeout), so a step that evaluates
+        many expressions (a with-items window, a long `publish`) still ends in bounded time.
+        Once it is spent, each further evaluation of the step fails at once."""
+        outer = getattr(self._steps, "deadline", None)
+        limit = budgets.limits().timeout if seconds is None else seconds
+        self._steps.deadline = time.monotonic() + limit if outer is None else outer
+        try:
+            yield
+        finally:
+            self._steps.deadline = outer
 
     def disarm(self, entry: _Entry) -> None:
         with self._lock:
@@ -104,12 +125,17 @@ class Guard:
                     continue
                 heapq.heappop(self._heap)
                 entry.fired += 1
-                _set_async_exc(entry.thread, budgets.TimeExceeded)
+                _set_async_exc(entry.thread, entry.error)
                 entry.due = due + REFIRE
                 heapq.heappush(self._heap, (entry.due, next(self._order), entry))
 
 
 _GUARD: Guard | None = None
+
+
+def step() -> Any:
+    """The step budget of the installed guard (a no-op before install)."""
+    return _GUARD.step() if _GUARD is not None else contextlib.nullcontext()
 
 
 def install(timeout: float | None = None, max_bytes: int | None = None) -> Guard:

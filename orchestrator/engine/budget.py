@@ -60,6 +60,11 @@ class TimeExceeded(BaseException):
     that no ``except Exception`` in Jinja, YAQL or an expression function swallows it."""
 
 
+class StepTimeExceeded(TimeExceeded):
+    """The same, when the evaluations of one supervisor step together used up the step's
+    budget (the shell caps a step, which holds the run's row lock, at one timeout)."""
+
+
 class Watch(Protocol):
     """The shell's timer. ``arm(seconds)`` starts watching the calling thread and returns a
     token; from `seconds` on, TimeExceeded is raised in that thread (again now and then, should
@@ -154,9 +159,11 @@ def evaluation() -> Iterator[Budget]:
             finally:
                 if armed is not None:
                     watch.disarm(armed)
-        except TimeExceeded:
+        except TimeExceeded as exc:
             if armed is not None:
                 watch.disarm(armed)  # again: the first may have been interrupted before it ran
+            if isinstance(exc, StepTimeExceeded):
+                raise BudgetExceeded(f"expressions of one step exceeded {budget.limits.timeout:g} s") from None
             raise BudgetExceeded(f"expression exceeded {budget.limits.timeout:g} s") from None
     finally:
         _active.reset(token)
