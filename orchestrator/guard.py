@@ -77,7 +77,9 @@ class Guard:
         due, error = time.monotonic() + seconds, budgets.TimeExceeded
         step = getattr(self._steps, "deadline", None)
         if step is not None and step < due:
-            due, error = step, budgets.StepTimeExceeded
+            # the step's budget ends first; when only just (the step's first evaluation), the
+            # evaluation itself is what took the time, and is named so
+            due, error = step, budgets.StepTimeExceeded if step < due - 0.1 else budgets.TimeExceeded
         entry = _Entry(threading.get_ident(), due, error)
         with self._wake:
             if self._thread is None or not self._thread.is_alive():
