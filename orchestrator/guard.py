@@ -46,14 +46,19 @@ _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void
 
 
 class _Entry:
-    __slots__ = ("thread", "due", "done", "fired", "error")
+    """One deadline: of an evaluation, or of a step (whose evaluations come and go: `inside`)."""
 
-    def __init__(self, thread: int, due: float, error: type[BaseException]):
-        self.thread = thread
+    __slots__ = ("thread", "due", "done", "pending", "step", "inside", "expired", "started", "entered")
+
+    def __init__(self, due: float, step: bool = False):
+        self.thread = threading.get_ident()
         self.due = due
-        self.done = False
-        self.fired = 0
-        self.error = error
+        self.done = False        # left for good: never fired at again
+        self.pending = False     # an exception was raised in the thread and may not be delivered yet
+        self.step = step
+        self.inside = not step   # an evaluation of the step is running
+        self.expired = False     # the step's budget is spent
+        self.started = self.entered = time.monotonic()
 
 
 class Guard:
@@ -71,24 +76,42 @@ class Guard:
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
+    def _push(self, entry: _Entry) -> None:  # under the lock
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="orchestrator-expression-guard", daemon=True)
+            self._thread.start()
+        heapq.heappush(self._heap, (entry.due, next(self._order), entry))
+        if self._heap[0][2] is entry:
+            self._wake.notify()
+
     # budget.Watch ---------------------------------------------------------------------------
 
     def arm(self, seconds: float) -> _Entry:
-        due, error = time.monotonic() + seconds, budgets.TimeExceeded
-        step = getattr(self._steps, "deadline", None)
-        if step is not None and step < due:
-            # the step's budget ends first; when only just (the step's first evaluation), the
-            # evaluation itself is what took the time, and is named so
-            due, error = step, budgets.StepTimeExceeded if step < due - 0.1 else budgets.TimeExceeded
-        entry = _Entry(threading.get_ident(), due, error)
-        with self._wake:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="orchestrator-expression-guard", daemon=True)
-                self._thread.start()
-            heapq.heappush(self._heap, (entry.due, next(self._order), entry))
-            if self._heap[0][2] is entry:
-                self._wake.notify()
+        """An evaluation starts. Inside a step it runs on the step's deadline (which comes first:
+        the step began earlier with the same budget), costing a flag instead of a deadline."""
+        step = getattr(self._steps, "entry", None)
+        if step is not None:
+            with self._lock:
+                if step.expired:
+                    raise budgets.StepTimeExceeded()
+                step.inside = True
+                step.entered = time.monotonic()
+            return step
+        entry = _Entry(time.monotonic() + seconds)
+        with self._lock:
+            self._push(entry)
         return entry
+
+    def disarm(self, entry: _Entry) -> None:
+        """The evaluation has ended: nothing is raised in its thread from now on."""
+        with self._lock:
+            if entry.step:
+                entry.inside = False
+            else:
+                entry.done = True
+            if entry.pending:
+                _clear_async_exc(entry.thread, None)  # raised but not yet delivered
+                entry.pending = False
 
     @contextlib.contextmanager
     def step(self, seconds: float | None = None) -> Iterator[None]:
@@ -96,19 +119,20 @@ class Guard:
         one budget of `seconds` (default: the expression timeout), so a step that evaluates
         many expressions (a with-items window, a long `publish`) still ends in bounded time.
         Once it is spent, each further evaluation of the step fails at once."""
-        outer = getattr(self._steps, "deadline", None)
+        if getattr(self._steps, "entry", None) is not None:
+            yield
+            return
         limit = budgets.limits().timeout if seconds is None else seconds
-        self._steps.deadline = time.monotonic() + limit if outer is None else outer
+        entry = _Entry(time.monotonic() + limit, step=True)
+        with self._lock:
+            self._push(entry)
+        self._steps.entry = entry
         try:
             yield
         finally:
-            self._steps.deadline = outer
-
-    def disarm(self, entry: _Entry) -> None:
-        with self._lock:
-            entry.done = True
-            if entry.fired:
-                _clear_async_exc(entry.thread, None)  # one raised but not yet delivered
+            self._steps.entry = None
+            with self._lock:
+                entry.done = True
 
     # The watcher ----------------------------------------------------------------------------
 
@@ -126,18 +150,23 @@ class Guard:
                     self._wake.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                entry.fired += 1
-                _set_async_exc(entry.thread, entry.error)
+                entry.expired = True
+                if not entry.inside:
+                    continue  # a step between evaluations: its next evaluation fails at once
+                # a step's first evaluation, begun with the step, is itself what took the time
+                late = entry.step and entry.entered > entry.started + 0.1
+                _set_async_exc(entry.thread, budgets.StepTimeExceeded if late else budgets.TimeExceeded)
+                entry.pending = True
                 entry.due = due + REFIRE
                 heapq.heappush(self._heap, (entry.due, next(self._order), entry))
-
-
-_GUARD: Guard | None = None
 
 
 def step() -> Any:
     """The step budget of the installed guard (a no-op before install)."""
     return _GUARD.step() if _GUARD is not None else contextlib.nullcontext()
+
+
+_GUARD: Guard | None = None
 
 
 def install(timeout: float | None = None, max_bytes: int | None = None) -> Guard:

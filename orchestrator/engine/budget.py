@@ -151,10 +151,12 @@ def evaluation() -> Iterator[Budget]:
     budget = Budget(limits())
     token = _active.set(budget)
     watch = _settings["watch"]
+    armed = None
     try:
-        armed = watch.arm(budget.limits.timeout) if watch is not None else None
         try:
             try:
+                if watch is not None:
+                    armed = watch.arm(budget.limits.timeout)
                 yield budget
             finally:
                 if armed is not None:

@@ -101,7 +101,7 @@ class Evaluator:
             return self.evaluate(value, context)
         if not isinstance(value, (dict, list)):
             return value
-        with _bounded(_first_template(self, value)):
+        with _bounded(value, self):
             return self._render(value, context)
 
     def _render(self, value: Any, context: Mapping[str, Any]) -> Any:
@@ -164,13 +164,14 @@ def _plain(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _bounded(source: str) -> Iterator[None]:
-    """One evaluation within the budget; a budget failure becomes an ExpressionError naming
-    `source` (or, for a nested value, the template being rendered)."""
+def _bounded(value: Any, evaluator: Evaluator | None = None) -> Iterator[None]:
+    """One evaluation within the budget; a budget failure becomes an ExpressionError naming the
+    template (for a map or list, the last template in it)."""
     try:
         with budgets.evaluation():
             yield
     except budgets.BudgetExceeded as exc:
+        source = value if isinstance(value, str) or evaluator is None else _first_template(evaluator, value)
         raise ExpressionError(source, str(exc)) from None
 
 

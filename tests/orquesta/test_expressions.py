@@ -139,7 +139,8 @@ TOO_LARGE = f"value larger than {4 << 20} bytes"
 
 
 @pytest.mark.parametrize("source, message", [
-    ("<% range(0, 100000000).select($ * 2).len() %>", "a collection over 100,000 items is not allowed"),
+    ("<% range(0, 100000000).toList() %>", "a collection over 100,000 items is not allowed"),
+    ("<% list(range(0, 100000000)) %>", "a collection over 100,000 items is not allowed"),
     ("<% 'a' * 10000000 %>", TOO_LARGE),
     ("<% ('ab' * 1000).replace('a', 'b' * 10000) %>", TOO_LARGE),
     ("<% list('a' * 1000000, 'a' * 1000000, 'a' * 1000000, 'a' * 1000000, 'a' * 1000000).join(',') %>", TOO_LARGE),
