@@ -238,7 +238,6 @@ class Expressions:
         env = self._jinja.overlay()
         env.filters.update({name: functools.partial(func, scope) for name, func in SCOPED_FUNCTIONS.items()})
         env.filters.update(PLAIN_FUNCTIONS)
-        env.filters["random"] = context["random"]
         expr = text
         try:
             if JINJA_BLOCK_PATTERN.search(text):
