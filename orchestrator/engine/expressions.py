@@ -20,7 +20,7 @@ from jinja2.sandbox import SecurityError
 
 from . import budget as budgets
 from .errors import ExpressionError
-from .sandbox import HardenedSandbox, undefined_message
+from .sandbox import HardenedSandbox, error_text, undefined_message
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<body>.*)\}\}\s*$", re.DOTALL)
 _HAS_TEMPLATE = re.compile(r"\{\{|\{%|\{#")
@@ -92,7 +92,7 @@ class Evaluator:
             except (ExpressionError, budgets.BudgetExceeded, budgets.TimeExceeded):
                 raise
             except Exception as exc:  # any error raised by user expression code
-                raise ExpressionError(source, f"{type(exc).__name__}: {exc}") from None
+                raise ExpressionError(source, error_text(exc)) from None
 
     def render(self, value: Any, context: Mapping[str, Any]) -> Any:
         """Render templates recursively through maps and lists, keys included; one budget for

@@ -31,6 +31,13 @@ _FORMAT_SPEC = re.compile(r"\{[^{}]*?:([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 _SPEC_NUMBERS = re.compile(r"\d+")
 
 
+def error_text(exc: BaseException, limit: int = 500) -> str:
+    """`Type: message` of an error raised by expression code, cut to `limit` characters (a
+    library's message may quote a huge value)."""
+    text = f"{type(exc).__name__}: {str(exc).strip(chr(39))}"
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def describe(value: Any) -> str:
     """What a value is, in the words of a workflow author: 'a string', 'a list', 'null'..."""
     if value is None:
@@ -52,6 +59,8 @@ def field_message(expression: str, value: Any, name: Any) -> str:
     """`<receiver> is a string, it has no field 'name'`, the receiver's text taken from the
     expression when it can be found there (``result().stdout`` -> ``result()``)."""
     kind = describe(value)
+    if isinstance(name, str) and len(name) > 100:
+        return f"{kind} has no field {name[:100]!r}… ({len(name)} characters)"
     if isinstance(name, str):
         match = re.search(r"([\w$]+(?:\(\s*[^()]*\))?(?:\.[\w$]+(?:\(\s*[^()]*\))?|\[[^\[\]]*\])*)\s*"
                           rf"(?:\.\s*{re.escape(name)}\b|\[\s*['\"]{re.escape(name)}['\"]\s*\])", expression)

@@ -33,7 +33,7 @@ from yaql.language import utils as yaql_utils
 
 from ..engine import budget as budgets
 from ..engine.errors import ExpressionError
-from ..engine.sandbox import HardenedSandbox, field_message, undefined_message
+from ..engine.sandbox import HardenedSandbox, error_text, field_message, undefined_message
 from . import yaql_library
 from .functions import (COMPLETED, PLAIN_FUNCTIONS, SCOPED_FUNCTIONS, UNSET, FunctionError,  # noqa: F401
                         Scope, VariableUndefined, make_random)
@@ -206,7 +206,7 @@ class Expressions:
             except (budgets.BudgetExceeded, budgets.TimeExceeded, ExpressionError):
                 raise
             except Exception as exc:  # anything user expression code raises
-                raise ExpressionError(expr, f"{type(exc).__name__}: {str(exc).strip(chr(39))}") from None
+                raise ExpressionError(expr, error_text(exc)) from None
             if self.reevaluate and isinstance(result, str):
                 result = self._evaluate(result, scope)
             if len(exprs) > 1 or len(text) > len(expr):
@@ -267,7 +267,7 @@ class Expressions:
         except VariableUndefined as exc:
             raise ExpressionError(expr, f"VariableUndefinedError: {exc}") from None
         except Exception as exc:
-            raise ExpressionError(expr, f"{type(exc).__name__}: {exc}") from None
+            raise ExpressionError(expr, error_text(exc)) from None
 
 
 @contextlib.contextmanager

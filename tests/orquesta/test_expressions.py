@@ -285,3 +285,9 @@ def test_task_function_as_stackstorm_defines_it():
 def test_task_function_of_an_unknown_task():
     with pytest.raises(ExpressionError, match='Unable to find task execution for "nope"'):
         E.evaluate("<% task(nope) %>", scope(task="t"))
+
+
+def test_error_messages_do_not_quote_huge_values():
+    with pytest.raises(ExpressionError) as exc:
+        E.evaluate("<% ('a' * 2000000).nosuchmethod() %>", scope())
+    assert len(exc.value.reason) < 700
