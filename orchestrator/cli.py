@@ -383,6 +383,9 @@ def main() -> None:
     """Entry point: maps expected errors to clean messages and exit codes."""
     from sqlalchemy.exc import OperationalError
 
+    from . import guard
+
+    guard.install()  # rehearse, validate, run and start evaluate expressions in this process
     try:
         code = app(standalone_mode=False)
     except WorkflowInvalid as exc:

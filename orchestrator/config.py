@@ -34,6 +34,8 @@ class Settings:
     outbox_grace: float = 30.0
     max_result_bytes: int = 1 << 20
     max_input_bytes: int = 1 << 20
+    expression_timeout: float = 5.0
+    expression_max_bytes: int = 4 << 20
     send_events: bool = False
     broker_options: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +120,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         outbox_grace=float(env.get("ORCHESTRATOR_OUTBOX_GRACE", "30")),
         max_result_bytes=int(env.get("ORCHESTRATOR_MAX_RESULT_BYTES", str(1 << 20))),
         max_input_bytes=int(env.get("ORCHESTRATOR_MAX_INPUT_BYTES", str(1 << 20))),
+        expression_timeout=float(env.get("ORCHESTRATOR_EXPRESSION_TIMEOUT", "5")),
+        expression_max_bytes=int(env.get("ORCHESTRATOR_EXPRESSION_MAX_BYTES", str(4 << 20))),
         send_events=env.get("ORCHESTRATOR_SEND_EVENTS", "0").lower() in ("1", "true", "yes", "on"),
         broker_options=json.loads(env.get("ORCHESTRATOR_BROKER_OPTIONS") or "{}"),
         config=_deployment_config(env),

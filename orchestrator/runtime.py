@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from celery.worker import WorkController
 
+from . import guard
 from .canvas import Canvas
 from .config import settings
 from .engine.validate import Workflow
@@ -29,6 +30,7 @@ def celery_app():
 @lru_cache(maxsize=1)
 def supervisor() -> Supervisor:
     conf = settings()
+    guard.install(conf.expression_timeout, conf.expression_max_bytes)  # every evaluation here is bounded
     db = database(conf.effective_database_url)
     db.ensure_schema(migrate=db.is_sqlite)  # the embedded SQLite file migrates itself
     app = celery_app()

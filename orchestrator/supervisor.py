@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
+from . import guard
 from .canvas import Canvas
 from .config import Settings
 from .engine.commands import (CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired,
@@ -113,7 +114,8 @@ class Supervisor:
             if not self.store.create_run(conn, run_id, workflow.name, definition_id, resolved, parent=parent):
                 return run_id
             conductor = conductor_for(workflow, self._run_info(run_id, resolved, iso(now)))
-            state, commands = conductor.start()
+            with guard.step():  # the run's expressions get one time budget per step
+                state, commands = conductor.start()
             outcome = _Outcome(run_id, workflow.name, commands, parent)
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands, started_at=now,
                                                               outbox=self._effects(outcome))
@@ -239,7 +241,8 @@ class Supervisor:
             state = state_from_dict(*self.store.load_state(conn, run))
             conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
                                       items=StoredItems(conn, run_id))
-            commands: list[Any] = conductor.apply_all(state, events)
+            with guard.step():  # the row lock is held: the step's expressions share one time budget
+                commands: list[Any] = conductor.apply_all(state, events)
             if not commands:
                 return None, None  # stale or duplicate: nothing changes
             parent = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .commands import ExecutionEnded
+
 
 class ItemStore:
     """Where with_items values and item results live, outside the run's state, so a step costs the
@@ -17,6 +19,11 @@ class ItemStore:
     def results(self, seq: int) -> dict[int, Any]:
         return {}
 
+    def execution(self, seq: int) -> dict[str, Any] | None:
+        """The latest attempt of an execution that ended in an earlier step: {result, status,
+        started_at, finished_at, items (with-items: [{status, result}])}, or None."""
+        return None
+
 
 class LocalItems(ItemStore):
     """Item values and results recorded by conductors, over the shell's store (if any)."""
@@ -25,6 +32,7 @@ class LocalItems(ItemStore):
         self.backing = backing
         self._values: dict[int, list[Any]] = {}
         self._results: dict[int, dict[int, Any]] = {}
+        self._ended: dict[int, dict[str, Any]] = {}
 
     def created(self, seq: int, values: list[Any]) -> None:
         self._values[seq] = values
@@ -44,6 +52,19 @@ class LocalItems(ItemStore):
         stored = self.backing.results(seq) if self.backing is not None else {}
         mine = self._results.get(seq)
         return {**stored, **mine} if mine else stored
+
+    def remember(self, commands: list[Any]) -> None:
+        """Executions that ended in a step, for task() in later steps of a rehearsal (the
+        shell's backing store has them from the database)."""
+        for command in commands:
+            if isinstance(command, ExecutionEnded):
+                self._ended[command.seq] = {"status": command.status, "result": command.result}
+
+    def execution(self, seq: int) -> dict[str, Any] | None:
+        mine = self._ended.get(seq)
+        if mine is not None:
+            return mine
+        return self.backing.execution(seq) if self.backing is not None else None
 
     def forget(self, seq: int) -> None:
         """The execution left the state: what was recorded of it is no longer needed."""

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
-from .. import __version__
+from .. import __version__, guard
 from .auth import TokenAuth, configured_token
 from .metrics import metrics_text
 from .routes import build_routers
@@ -26,6 +26,7 @@ def create_app(token: str | None = None) -> FastAPI:
     """The app; `token` (else ORCHESTRATOR_API_TOKEN) makes every /api request and /metrics
     need `Authorization: Bearer <token>`."""
     token = configured_token(token)
+    guard.install()  # expressions evaluated while serving (validation, starts) are bounded
     app = FastAPI(title="Celery Orchestrator", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None, description="Start, follow and operate workflow runs.")
     for router in build_routers(token):

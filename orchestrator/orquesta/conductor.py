@@ -67,8 +67,9 @@ class OrquestaConductor:
         self.workflow = workflow
         self.graph = workflow.graph
         self.run = run
-        self.expressions = evaluator or _EXPRESSIONS
         self.items = items if isinstance(items, LocalItems) else LocalItems(items)
+        # bound to this run: task() reads executions that ended in earlier steps from the items store
+        self.expressions = (evaluator or _EXPRESSIONS).bound(run.run_id, self.items)
         self.journal = journal
         # The most items of a with-items execution out at once, whatever its concurrency: a
         # rehearsal in Orquesta's wave model sets 1 (Orquesta's rehearsal starts an item only
@@ -144,6 +145,7 @@ class OrquestaConductor:
         if persist and not step.commands:  # the state changed: give the shell something to write
             step.commands.append(StatusChanged(state.status))
         self.control.finish_step(step.commands)
+        self.items.remember(step.commands)  # for task() in a rehearsal's later steps
         return step.commands
 
     def rerun(self, state: OrquestaState, tasks: list[dict[str, Any]] | None = None) -> list[Command]:
@@ -279,7 +281,7 @@ class OrquestaConductor:
         if state.status in HANDING_OUT and not state.has_active():
             flow.fail("the workflow cannot make progress: nothing is running and nothing can start")
         if state.status in COMPLETED and not state.has_active():
-            finish(state, self.workflow, self.expressions, flow.step)
+            finish(state, self.workflow, self.expressions, flow)
 
     def _hand_out(self, state: OrquestaState, flow: Flow) -> bool:
         staged = state.ready_staged()

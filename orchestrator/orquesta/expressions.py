@@ -7,8 +7,10 @@ keeps the expression's own type, any other string has each expression replaced b
 
 The functions Orquesta workflows call are available in both languages: ``ctx()``, ``ctx(name)``,
 ``item()``, ``item(key)``, ``result()``, ``succeeded()``, ``failed()``, ``completed()``,
-``task_status(name)``, ``zip(a, b, pad=…)`` and ``json(s)``; YAQL also has its standard library
-(``list``, ``str``, ``len``, ``random``, …) and Jinja its filters. Jinja runs in a sandbox.
+``task_status(name)``, StackStorm's ``task(name)``, ``zip(a, b, pad=…)`` and ``json(s)``
+(functions.py); YAQL also has its standard library without clock or randomness (yaql_library.py)
+and Jinja its filters. Jinja runs in the hardened sandbox the native format uses
+(engine/sandbox.py) and every evaluation within the shared expression budget (engine/budget.py).
 
 Deliberate difference from Orquesta: a string *result* is not evaluated again (Orquesta does,
 which executes ``<% %>`` found in data: st2#5956). Pass ``reevaluate=True`` for the old way.
@@ -17,129 +19,29 @@ which executes ``<% %>`` found in data: st2#5956). Pass ``reevaluate=True`` for 
 from __future__ import annotations
 
 import collections.abc  # noqa: F401  (yaql 3.x on Python 3.11 needs it imported first)
+import contextlib
+import copy
 import functools
 import inspect
-import json
 import re
-from dataclasses import dataclass, field
-from itertools import zip_longest
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any, Callable, Iterator
 
 import jinja2
-import yaql
-from jinja2.sandbox import SandboxedEnvironment
 from yaql.language import exceptions as yaql_exc
 from yaql.language import utils as yaql_utils
 
+from ..engine import budget as budgets
 from ..engine.errors import ExpressionError
+from ..engine.sandbox import HardenedSandbox, error_text, field_message, undefined_message
+from . import yaql_library
+from .functions import (COMPLETED, PLAIN_FUNCTIONS, SCOPED_FUNCTIONS, UNSET, FunctionError,  # noqa: F401
+                        Scope, VariableUndefined, make_random)
+from .yaql_library import FieldMissing
 
 YAQL_PATTERN = re.compile(r"<%.*?%>", re.DOTALL)
 JINJA_PATTERN = re.compile(r"{{.*?}}", re.DOTALL)
 JINJA_BLOCK_PATTERN = re.compile(r"{%.*?%}", re.DOTALL)
-
-COMPLETED = frozenset({"succeeded", "failed", "timeout", "abandoned", "canceled"})
-UNSET = "null"
-_NO_ITEM = object()
-
-
-@dataclass
-class Scope:
-    """What an expression can see.
-
-    `variables` is the merged context (``ctx()``); `task`/`route`/`result` describe the current
-    task (``result()``, ``succeeded()``…); `item` is the current with-items item; `status_of`
-    answers ``task_status(name)`` for a task on a route (following routes back through splits).
-    """
-
-    variables: dict[str, Any] = field(default_factory=dict)
-    task: str | None = None
-    route: int = 0
-    result: Any = None
-    item: Any = _NO_ITEM
-    status_of: Callable[[str, int], str] | None = None
-
-    def with_item(self, item: Any) -> "Scope":
-        return Scope(self.variables, self.task, self.route, self.result, item, self.status_of)
-
-
-class VariableUndefined(Exception):
-    def __init__(self, name: str):
-        super().__init__(f'The variable "{name}" is undefined.')
-
-
-# The functions, each taking the Scope first ------------------------------------------------
-
-def _ctx(scope: Scope, key: Any = None) -> Any:
-    if key:
-        if key not in scope.variables:
-            raise VariableUndefined(key)
-        if str(key).startswith("__"):
-            raise VariableUndefined(key)
-        return scope.variables[key]
-    return {k: v for k, v in scope.variables.items() if not str(k).startswith("__")}
-
-
-def _current(scope: Scope) -> str:
-    if scope.task is None:
-        raise ValueError("The current task is not set in the context.")
-    return scope.task
-
-
-def _task_status(scope: Scope, name: str) -> str:
-    if scope.status_of is None:
-        return UNSET
-    return scope.status_of(name, scope.route)
-
-
-def _succeeded(scope: Scope) -> bool:
-    return _task_status(scope, _current(scope)) == "succeeded"
-
-
-def _failed(scope: Scope) -> bool:
-    return _task_status(scope, _current(scope)) == "failed"
-
-
-def _completed(scope: Scope) -> bool:
-    return _task_status(scope, _current(scope)) in COMPLETED
-
-
-def _result(scope: Scope) -> Any:
-    _current(scope)
-    return scope.result
-
-
-def _item(scope: Scope, key: Any = None) -> Any:
-    if scope.item is _NO_ITEM:
-        raise ValueError("There is no current item (item() is only defined in with-items tasks).")
-    if not key:
-        return scope.item
-    if not isinstance(scope.item, collections.abc.Mapping):
-        raise ValueError("Item is not type of collections.abc.Mapping.")
-    if key not in scope.item:
-        raise ValueError(f'Item does not have key "{key}".')
-    return scope.item[key]
-
-
-def _zip(*args: Any, pad: Any = None) -> list:
-    lists = [[] if arg is None else list(arg) for arg in args]
-    if len(lists) == 1:
-        return lists[0]
-    return [list(t) for t in zip_longest(*lists, fillvalue=pad)]
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return value
-    if not isinstance(value, str):
-        raise TypeError("Given object is not typeof string.")
-    return json.loads(value)
-
-
-SCOPED_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "ctx": _ctx, "item": _item, "result": _result, "succeeded": _succeeded, "failed": _failed,
-    "completed": _completed, "task_status": _task_status,
-}
-PLAIN_FUNCTIONS: dict[str, Callable[..., Any]] = {"zip": _zip, "json": _json}
 
 
 # Conversions --------------------------------------------------------------------------------
@@ -178,15 +80,26 @@ class Expressions:
 
     def __init__(self, reevaluate: bool = False):
         self.reevaluate = reevaluate
-        self._yaql = yaql.language.factory.YaqlFactory().create()
-        self._root = yaql.create_context()
+        self.run_id = ""
+        self.executions: Any = None
+        self._limits: budgets.Limits | None = None
+        self._root = yaql_library.create_root()
         for name, func in SCOPED_FUNCTIONS.items():
             self._root.register_function(_yaql_scoped(func), name=name)
         for name, func in PLAIN_FUNCTIONS.items():
             self._root.register_function(func, name=name)
-        self._jinja = SandboxedEnvironment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self._root.register_function(_yaql_random, name="random")
+        self._jinja = HardenedSandbox(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self._yaql_cache: dict[str, Any] = {}
         self._jinja_cache: dict[str, Any] = {}
+
+    def bound(self, run_id: str, executions: Any = None) -> "Expressions":
+        """This evaluator (its caches shared) for one run: `run_id` seeds random() and names
+        task() executions, `executions` reads executions that ended in earlier steps."""
+        view = copy.copy(self)
+        view.run_id = run_id
+        view.executions = executions
+        return view
 
     # Public API -----------------------------------------------------------------------------
 
@@ -195,11 +108,20 @@ class Expressions:
         return isinstance(value, str) and bool(languages_in(value))
 
     def evaluate(self, value: Any, scope: Scope) -> Any:
-        """Render a value recursively; raises ExpressionError naming the expression."""
+        """Render a value recursively within the expression budget (one for the whole value);
+        raises ExpressionError naming the expression."""
+        if not isinstance(value, (str, dict, list)):
+            return value
+        if (self.run_id and not scope.run_id) or (self.executions is not None and scope.executions is None):
+            scope = replace(scope, run_id=scope.run_id or self.run_id, executions=scope.executions or self.executions)
+        with _bounded(value):
+            return budgets.current().check(self._evaluate(value, scope))
+
+    def _evaluate(self, value: Any, scope: Scope) -> Any:
         if isinstance(value, dict):
-            return {self.evaluate(k, scope): self.evaluate(v, scope) for k, v in value.items()}
+            return {self._evaluate(k, scope): self._evaluate(v, scope) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.evaluate(v, scope) for v in value]
+            return [self._evaluate(v, scope) for v in value]
         if not isinstance(value, str):
             return value
         languages = languages_in(value)
@@ -244,6 +166,11 @@ class Expressions:
     # YAQL -----------------------------------------------------------------------------------
 
     def _yaql_compiled(self, expr: str) -> Any:
+        limits = budgets.limits()
+        if limits is not self._limits:  # the engine carries YAQL's limits: rebuilt when they change
+            self._yaql = yaql_library.create_engine(limits)
+            self._limits = limits
+            self._yaql_cache.clear()
         compiled = self._yaql_cache.get(expr)
         if compiled is None:
             body = expr[2:-2].strip()
@@ -256,23 +183,34 @@ class Expressions:
 
     def _evaluate_yaql(self, text: str, scope: Scope) -> Any:
         exprs = YAQL_PATTERN.findall(text)
-        context = self._root.create_child_context()
-        context["__scope"] = scope
         output: Any = text
         for expr in exprs:
             compiled = self._yaql_compiled(expr)
+            context = self._root.create_child_context()
+            context["__scope"] = scope
+            context["__random"] = make_random(scope, expr)
             try:
                 result = plain(compiled.evaluate(context=context))
             except VariableUndefined as exc:
                 raise ExpressionError(expr, f"VariableUndefinedError: {exc}") from None
+            except FieldMissing as exc:
+                raise ExpressionError(expr, field_message(expr, exc.value, exc.name)) from None
             except KeyError as exc:
-                raise ExpressionError(expr, f"Unable to resolve key {exc} from context") from None
+                key = exc.args[0] if exc.args else ""
+                raise ExpressionError(expr, field_message(expr, {}, key)) from None
+            except yaql_exc.CollectionTooLargeException:
+                raise ExpressionError(expr, f"a collection over {budgets.limits().max_items:,} items "
+                                            "is not allowed") from None
+            except yaql_exc.MemoryQuotaExceededException:
+                raise ExpressionError(expr, str(budgets.current().too_large())) from None
+            except (budgets.BudgetExceeded, budgets.TimeExceeded, ExpressionError):
+                raise
             except Exception as exc:  # anything user expression code raises
-                raise ExpressionError(expr, f"{type(exc).__name__}: {str(exc).strip(chr(39))}") from None
+                raise ExpressionError(expr, error_text(exc)) from None
             if self.reevaluate and isinstance(result, str):
-                result = self.evaluate(result, scope)
+                result = self._evaluate(result, scope)
             if len(exprs) > 1 or len(text) > len(expr):
-                output = output.replace(expr, _text(result))
+                output = output.replace(expr, _text(budgets.current().check(result)))
             else:
                 output = result
         return output
@@ -292,6 +230,7 @@ class Expressions:
     def _jinja_context(self, scope: Scope) -> dict[str, Any]:
         context: dict[str, Any] = {name: functools.partial(func, scope) for name, func in SCOPED_FUNCTIONS.items()}
         context.update(PLAIN_FUNCTIONS)
+        context["random"] = make_random(scope, "jinja")
         return context
 
     def _evaluate_jinja(self, text: str, scope: Scope) -> Any:
@@ -311,22 +250,52 @@ class Expressions:
                     result._fail_with_undefined_error()
                 result = plain(result)
                 if self.reevaluate and isinstance(result, str):
-                    result = self.evaluate(result, scope)
+                    result = self._evaluate(result, scope)
                 if len(exprs) > 1 or len(text) > len(expr):
-                    output = output.replace(expr, _text(result))
+                    output = output.replace(expr, _text(budgets.current().check(result)))
                 else:
                     output = result
             return output
-        except ExpressionError:
+        except (ExpressionError, budgets.BudgetExceeded, budgets.TimeExceeded):
             raise
         except jinja2.TemplateSyntaxError as exc:
             raise ExpressionError(text, f"syntax error: {exc.message}") from None
         except jinja2.UndefinedError as exc:
-            raise ExpressionError(expr, f"UndefinedError: {exc.message}") from None
+            raise ExpressionError(expr, f"UndefinedError: {undefined_message(expr, exc.message or '')}") from None
+        except jinja2.sandbox.SecurityError as exc:
+            raise ExpressionError(expr, f"not allowed: {exc}") from None
         except VariableUndefined as exc:
             raise ExpressionError(expr, f"VariableUndefinedError: {exc}") from None
         except Exception as exc:
-            raise ExpressionError(expr, f"{type(exc).__name__}: {exc}") from None
+            raise ExpressionError(expr, error_text(exc)) from None
+
+
+@contextlib.contextmanager
+def _bounded(value: Any) -> Iterator[None]:
+    """One evaluation within the budget; a budget failure becomes an ExpressionError naming the
+    value (the innermost expression, when a size check failed inside one)."""
+    try:
+        with budgets.evaluation():
+            yield
+    except budgets.BudgetExceeded as exc:
+        raise ExpressionError(value if isinstance(value, str) else _first_expression(value), str(exc)) from None
+
+
+def _first_expression(value: Any) -> str:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and languages_in(item):
+            return item
+        if isinstance(item, dict):
+            stack.extend([*item.keys(), *item.values()])
+        elif isinstance(item, list):
+            stack.extend(item)
+    return str(value)[:200]
+
+
+def _yaql_random(context: Any, *bounds: Any) -> Any:
+    return context["__random"](*bounds)
 
 
 def _yaql_scoped(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -343,7 +312,10 @@ def _yaql_scoped(func: Callable[..., Any]) -> Callable[..., Any]:
         else:
             def adapted(context, name):
                 return convert(func(context["__scope"], name))
-    else:  # pragma: no cover - every scoped function has at most one argument
+    elif params == ["name", "route"]:
+        def adapted(context, name=None, route=None):
+            return convert(func(context["__scope"], name, route))
+    else:  # pragma: no cover - every scoped function has at most two arguments
         raise TypeError(f"cannot adapt {func.__name__}")
     adapted.__name__ = func.__name__.lstrip("_")
     return adapted

@@ -55,7 +55,7 @@ class Flow:
 
     def scope(self, record_or_entry: dict[str, Any], result: Any = None) -> Scope:
         return Scope(self.state.context(record_or_entry["ctxs"]["in"]), record_or_entry["id"],
-                     record_or_entry["route"], result, status_of=self.state.status_of)
+                     record_or_entry["route"], result, status_of=self.state.status_of, tasks=self)
 
     # Completion -----------------------------------------------------------------------------
 
@@ -132,7 +132,7 @@ class Flow:
         for name, expression in transition.publish:
             try:
                 value = self.expressions.evaluate(expression, Scope(rolling, scope.task, scope.route, scope.result,
-                                                                    status_of=scope.status_of))
+                                                                    status_of=scope.status_of, tasks=scope.tasks))
             except ExpressionError as exc:
                 return published, f"publish {name}: {exc}"
             rolling[name] = value

@@ -10,13 +10,14 @@ from ..core.statuses import CANCELED, FAILED, SUCCEEDED
 from ..engine.errors import ExpressionError
 from .contexts import merge
 from .expressions import Expressions, Scope
-from .flow import Step
+from .flow import Flow
 from .state import OrquestaState
 from .workflow import OrquestaWorkflow
 
 
-def finish(state: OrquestaState, workflow: OrquestaWorkflow, expressions: Expressions, step: Step) -> None:
-    """Render the output from the terminal tasks' contexts and emit RunFinished."""
+def finish(state: OrquestaState, workflow: OrquestaWorkflow, expressions: Expressions, flow: Flow) -> None:
+    """Render the output from the terminal tasks' contexts and emit RunFinished (`flow` answers
+    task() for the output's expressions)."""
     terminal = state.terminal()
     context: dict[str, Any] = {}
     for i, record in enumerate(terminal):
@@ -28,7 +29,7 @@ def finish(state: OrquestaState, workflow: OrquestaWorkflow, expressions: Expres
     for name, expression in workflow.spec.output:
         try:
             outputs[name] = expressions.evaluate(expression, Scope(dict(context, **outputs),
-                                                                   status_of=state.status_of))
+                                                                   status_of=state.status_of, tasks=flow))
         except ExpressionError as exc:
             state.log_error(f"output {name}: {exc}")
             if state.status != CANCELED:
@@ -40,7 +41,7 @@ def finish(state: OrquestaState, workflow: OrquestaWorkflow, expressions: Expres
         error = state.reason
     elif state.status != SUCCEEDED:
         error = "; ".join(_describe(e) for e in state.errors) or f"workflow {state.status}"
-    step.commands.append(RunFinished(state.status, state.output, error))
+    flow.step.commands.append(RunFinished(state.status, state.output, error))
 
 
 def _describe(error: dict[str, Any]) -> str:

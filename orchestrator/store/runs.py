@@ -254,3 +254,20 @@ class StoredItems(ItemStore):
         rows = self.conn.execute(select(ITEMS.c.idx, ITEMS.c.result).where(
             ITEMS.c.run_id == self.run_id, ITEMS.c.seq == seq, ITEMS.c.status.is_not(None)))
         return {row.idx: row.result for row in rows}
+
+    def execution(self, seq: int) -> dict[str, Any] | None:
+        """For Orquesta's task(): the latest attempt of execution `seq` (one indexed read, only
+        when an expression asks)."""
+        row = self.conn.execute(select(TASKS.c.status, TASKS.c.result, TASKS.c.items, TASKS.c.started_at,
+                                       TASKS.c.finished_at).where(TASKS.c.run_id == self.run_id, TASKS.c.seq == seq)
+                                .order_by(TASKS.c.attempt.desc()).limit(1)).first()
+        if row is None:
+            return None
+        found: dict[str, Any] = {"status": row.status, "result": row.result,
+                                 "started_at": row.started_at.isoformat() if row.started_at else None,
+                                 "finished_at": row.finished_at.isoformat() if row.finished_at else None}
+        if row.items is not None:
+            items = self.conn.execute(select(ITEMS.c.idx, ITEMS.c.status, ITEMS.c.result).where(
+                ITEMS.c.run_id == self.run_id, ITEMS.c.seq == seq).order_by(ITEMS.c.idx))
+            found["items"] = [{"status": item.status, "result": item.result} for item in items]
+        return found

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -919,6 +920,54 @@ def test_expressions(source):
     # Templates can never change the context they read.
     assert context["items"] == [1, 2, 3] and context["d"] == {"a": 1, "b": [1]}
     assert context["workflow"] == {"v": [1, 2], "w": "x"}
+
+
+# 4b. Budget bombs: compositions of the operations that grow values or take time ----------------
+
+BOMB_SEEDS = ["'a'*{n}", "['x'*{n}]", "range({n})|list", "('a\\n'*{n})", "[1]*{n}", "{{'k': 'v'*{n}}}"]
+BOMB_GROWERS = [
+    "({e} ~ {e})", "({e} + {e})", "({e} * {k})", "({e}|string|replace('a', 'b'*{k}))", "([{e}, {e}, {e}]|join)",
+    "([{e}]*{k})", "({e}|tojson)", "({e}|string|center({n}))", "({e}|string|indent({k}))", "('%s%s' % ({e}, {e}))",
+    "({e}|string|wordwrap(1, wrapstring='x'*{k}))", "([{e}, {e}]|sum(start=[]) if {e} is sequence and {e} is not string else {e})",
+]
+BOMB_TEMPLATES = [
+    "{{{{ {e} }}}}", "{{{{ ({e})|length }}}}",
+    "{{% for a in range({n}) %}}{{% for b in range({n}) %}}{{{{ '' }}}}{{% endfor %}}{{% endfor %}}{{{{ {e}|length }}}}",
+    "{{% set ns = namespace(v={e}) %}}{{% for i in range(30) %}}{{% set ns.v = ns.v ~ ns.v %}}{{% endfor %}}{{{{ ns.v|length }}}}",
+    "{{% macro m(x) %}}{{{{ m(x ~ x) }}}}{{% endmacro %}}{{{{ m({e}) }}}}",
+]
+
+
+@st.composite
+def budget_bombs(draw) -> str:
+    number = st.sampled_from([1, 10, 1000, 100000, 10000000])
+    expr = draw(st.sampled_from(BOMB_SEEDS)).format(n=draw(number))
+    for _ in range(draw(st.integers(0, 4))):
+        expr = draw(st.sampled_from(BOMB_GROWERS)).format(e=expr, k=draw(number), n=draw(number))
+    return draw(st.sampled_from(BOMB_TEMPLATES)).format(e=expr, n=draw(st.sampled_from([10, 1000, 100000])))
+
+
+@LONG
+@settings(max_examples=60 * SCALE, **FUZZ)
+@given(budget_bombs())
+def test_budget_bombs_end_within_the_budget(source):
+    """Whatever the composition: a value within the size limit, or a clear ExpressionError, within
+    the time budget (0.5 s here, plus slack for a loaded machine); never a MemoryError or a hang."""
+    from orchestrator import guard
+    from orchestrator.engine import budget
+
+    before = budget.limits()
+    guard.install(timeout=0.5, max_bytes=1 << 20)
+    started = time.monotonic()
+    try:
+        value = EVALUATOR.evaluate(source, {})
+    except ExpressionError as exc:
+        event(exc.reason.split(" in expression")[0][:40])
+    else:
+        assert budget.size_of(value, 1 << 20) <= 1 << 20
+    finally:
+        budget.configure(before)
+    assert time.monotonic() - started < 30
 
 
 # 5. The CLI ----------------------------------------------------------------------------------

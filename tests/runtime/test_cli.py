@@ -128,7 +128,7 @@ def test_template_error_at_start_fails_run_clearly(tmp_path):
     assert result.returncode == 1
     summary = json.loads(result.stdout)
     assert summary["status"] == "failed"
-    assert summary["error"].startswith("vars.x: undefined: 'dict object' has no attribute 'nope'")
+    assert summary["error"].startswith("vars.x: undefined: parameters has no field 'nope'")
     assert summary["tasks"] == []
 
 
