@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["submit", "start_workflow", "RunHandle", "register", "resolve"]
+__all__ = ["submit", "start_workflow", "RunHandle", "register", "resolve", "OperationRefused", "InputInvalid"]
 __version__ = "0.1.0"
 
 
@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
         from .tasks import start_workflow
 
         return start_workflow
-    if name in ("submit", "RunHandle", "register", "resolve"):
+    if name in ("submit", "RunHandle", "register", "resolve", "OperationRefused", "InputInvalid"):
         from . import api
 
         return getattr(api, name)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import settings
-from .engine.errors import ParametersInvalid, WorkflowInvalid
+from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid
 from .engine.validate import Workflow
 from .registry import (WorkflowNotFound, compile_workflow, default_name, find_in_folders, load_file,
                        looks_like_yaml)
@@ -102,25 +102,31 @@ class RunHandle:
             raise LookupError(f"no run with id {self.id}")
         return status
 
+    # The operations raise LookupError for an unknown run and OperationRefused (a ValueError
+    # carrying the run's `status`) when the run's state does not allow them.
+
     def pause(self) -> None:
-        """Running tasks finish, nothing new starts: `pausing`, then `paused` (cascades to sub-workflows)."""
+        """Running tasks finish, nothing new starts: `pausing`, then `paused` (cascades to
+        sub-workflows). Only a running run can be paused."""
         supervisor().control(self.id, "pause")
 
     def resume(self) -> None:
+        """Go on with a pausing or paused run."""
         supervisor().control(self.id, "resume")
 
     def cancel(self) -> None:
         """Interrupt running actions: `canceling` until they have stopped, then `canceled`
-        (cascades to sub-workflows)."""
+        (cascades to sub-workflows). Refused once the run is canceling or finished."""
         supervisor().control(self.id, "cancel")
 
     def rerun(self, from_tasks: list[str] | None = None) -> None:
-        """Run a failed run again from its failed tasks (or `from_tasks`), keeping what succeeded.
-        Raises ValueError when the run did not fail."""
+        """Run a failed run again from its failed tasks (or `from_tasks`, each once), keeping what
+        succeeded. Raises ValueError when the run did not fail or a task is unknown."""
         supervisor().rerun(self.id, from_tasks)
 
     def respond(self, task: str, data: Any) -> None:
-        """Answer a `core.ask` task; ValueError when it is not waiting or the data does not fit."""
+        """Answer a `core.ask` task; ValueError when it is not waiting or the data does not fit
+        its schema, InputInvalid when the data cannot be stored (a NUL character, NaN, ...)."""
         supervisor().respond(self.id, task, data)
 
     def events(self, after: int = 0) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from ..api import RunHandle, register, submit
-from ..engine.errors import ParametersInvalid, WorkflowInvalid
+from ..engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line
 from ..registry import WorkflowNotFound, looks_like_yaml
 from ..runtime import supervisor
 from .auth import TokenAuth
@@ -46,9 +46,13 @@ class RespondBody(BaseModel):
 
 
 def invalid(exc: Exception) -> JSONResponse:
-    """422 with the problems as one-line messages (never a traceback)."""
-    lines = exc.lines() if isinstance(exc, WorkflowInvalid) else [str(exc)]
-    return JSONResponse({"detail": "\n".join(lines), "errors": lines}, status_code=422)
+    """422 with the problems as one-line messages (never a traceback); `field` names the request
+    field when one value was refused."""
+    lines = exc.lines() if isinstance(exc, WorkflowInvalid) else [one_line(str(exc))]
+    body: dict[str, Any] = {"detail": "\n".join(lines), "errors": lines}
+    if isinstance(exc, InputInvalid):
+        body["field"] = exc.field
+    return JSONResponse(body, status_code=422)
 
 
 def build_routers(token: str | None) -> list[APIRouter]:
@@ -174,8 +178,8 @@ def _simple_operation(name: str):
 
 
 def operate(run_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
-    """Call RunHandle(run_id).<name>(...): unknown run 404, illegal in this state 409, rejected
-    input 422, an operation this version does not have 501."""
+    """Call RunHandle(run_id).<name>(...): unknown run 404, not allowed in the run's state 409
+    (naming the status), rejected input 422, an operation this version does not have 501."""
     handle = RunHandle(run_id)
     try:
         handle.status()
@@ -184,10 +188,12 @@ def operate(run_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
         raise HTTPException(404, str(exc).strip('"\'') or f"no run with id {run_id}") from None
     except (AttributeError, NotImplementedError):
         raise HTTPException(501, f"the {name} operation is not available in this version") from None
-    except (ParametersInvalid, WorkflowInvalid) as exc:
+    except (ParametersInvalid, WorkflowInvalid, InputInvalid) as exc:
         return invalid(exc)
-    except ValueError as exc:
-        raise HTTPException(409, str(exc)) from None
+    except ValueError as exc:  # OperationRefused, or the format's own refusal (a task not waiting, ...)
+        status = exc.status if isinstance(exc, OperationRefused) else handle.status()
+        return JSONResponse({"detail": one_line(str(exc)), "id": run_id, "operation": name, "status": status},
+                            status_code=409)
     return {"id": run_id, "operation": name, "status": handle.status(), "result": _plain(result)}
 
 

@@ -199,3 +199,58 @@ def test_embedded_engine_ends_an_attempt_on_time(embedded_dir):
     assert [(t["name"], t["status"]) for t in summary["tasks"]] == [("slow", "timed_out"), ("after", "succeeded")]
     assert summary["tasks"][0]["error"] == "timed out after 1 s (no report from the worker)"
     assert summary["output"] == {"after": "recovered"}
+
+
+ASK = textwrap.dedent("""
+    version: "1.0"
+    tasks:
+      - {name: approve, action: core.ask, input: {prompt: "ok?", schema: {type: object}}}
+""")
+
+
+def test_operations_in_the_wrong_state_exit_2_with_one_line(orchestrator_env):
+    """A run waiting on core.ask needs no worker; a finished run refuses every operation."""
+    from orchestrator import submit
+
+    run = submit(ASK)
+    resumed = cli("resume", run.id, env=orchestrator_env)
+    assert resumed.returncode == 2 and resumed.stderr.strip() == (
+        f"error: cannot resume run {run.id}: it is running (only a paused run can be resumed)")
+    assert cli("respond", run.id, "approve", "--data", "{}", env=orchestrator_env).returncode == 0
+    assert run.status() == "succeeded"
+    for op in ("pause", "resume", "cancel", "rerun"):
+        result = cli(op, run.id, env=orchestrator_env)
+        assert result.returncode == 2, (op, result)
+        assert len(result.stderr.strip().splitlines()) == 1 and "succeeded" in result.stderr, result.stderr
+    answered = cli("respond", run.id, "approve", "--data", "{}", env=orchestrator_env)
+    assert answered.returncode == 2 and "it is succeeded" in answered.stderr
+
+
+def test_rerun_from_the_same_task_twice_runs_it_once(worker, orchestrator_env, test_redis):
+    """`--from X --from X` (and the API's `from: [X, X]`) start X once: tests.count counts runs."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from orchestrator import RunHandle, submit
+    from orchestrator.http import create_app
+
+    key = uuid.uuid4().hex
+    run = submit(textwrap.dedent(f"""
+        version: "1.0"
+        tasks:
+          - {{name: counted, action: tests.count, input: {{key: "{key}"}}, next: [{{do: boom}}]}}
+          - {{name: boom, action: tests.flaky, input: {{key: "{key}", failures: 2}}}}
+    """))
+    assert run.wait(30)["status"] == "failed"
+    assert int(test_redis.get(f"count:{key}")) == 1
+    result = cli("rerun", run.id, "--from", "counted", "--from", "counted", env=orchestrator_env)
+    assert result.returncode == 0, result.stderr
+    summary = RunHandle(run.id).wait(30)
+    assert summary["status"] == "failed" and int(test_redis.get(f"count:{key}")) == 2, summary
+    with TestClient(create_app(token="")) as client:
+        response = client.post(f"/api/runs/{run.id}/rerun", json={"from": ["counted", "counted"]})
+    assert response.status_code == 200, response.text
+    summary = RunHandle(run.id).wait(30)
+    assert summary["status"] == "succeeded" and int(test_redis.get(f"count:{key}")) == 3, summary
+    assert [t["name"] for t in summary["tasks"]].count("counted") == 3
