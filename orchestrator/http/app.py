@@ -13,12 +13,20 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
 from .. import __version__
+from ..config import settings
 from .auth import TokenAuth, configured_token
+from .guard import RequestGuard
 from .metrics import metrics_text
 from .routes import build_routers
 from .web import build_web_router
 
 log = logging.getLogger("orchestrator.http")
+
+
+def max_body(max_input_bytes: int) -> int:
+    """The largest request body read: room for parameters at their limit (JSON escapes can make
+    them up to ~4x larger on the wire) plus a workflow definition."""
+    return 4 * max_input_bytes + (1 << 20)
 
 
 def create_app(token: str | None = None) -> FastAPI:
@@ -30,6 +38,7 @@ def create_app(token: str | None = None) -> FastAPI:
     for router in build_routers(token):
         app.include_router(router)
     app.include_router(build_web_router(token))
+    app.add_middleware(RequestGuard, max_body=max_body(settings().max_input_bytes))
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(TokenAuth(token))])
     def openapi() -> JSONResponse:
