@@ -15,25 +15,37 @@ from typing import Any
 from .config import settings
 from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid
 from .engine.validate import Workflow
-from .registry import (WorkflowNotFound, compile_workflow, default_name, find_in_folders, load_file,
-                       looks_like_yaml)
+from .registry import (WorkflowNotFound, compile_workflow, default_name, file_in_folders, find_in_folders, is_file,
+                       load_file, looks_like_yaml)
 from .runtime import action_exists, ensure_embedded_worker, supervisor
 from .store.runs import RUN_FINISHED, TERMINAL
 
 
-def resolve(ref: str | Path | Workflow, check_actions: bool = True) -> Workflow:
-    """The workflow a reference names; raises WorkflowNotFound or WorkflowInvalid."""
+def resolve(ref: str | Path | Workflow, check_actions: bool = True, confined: bool = False) -> Workflow:
+    """The workflow a reference names; raises WorkflowNotFound or WorkflowInvalid. `confined`
+    (the HTTP API) reads no file outside the ORCHESTRATOR_WORKFLOWS folders: a path is taken
+    relative to them, and any other file is "not found" without being opened."""
     exists = action_exists if check_actions else None
-    if isinstance(ref, Workflow):
-        return ref
+    if not isinstance(ref, (str, Path)):
+        return ref  # already a workflow (either format)
     ref_text = str(ref)
     if looks_like_yaml(ref_text):
         return compile_workflow(ref_text, "<string>", None, exists)
+    if "\x00" in ref_text:
+        raise WorkflowNotFound("no such workflow: the reference contains a NUL character")
     path = Path(ref_text)
-    if path.is_file():
+    looks_like_path = path.suffix in (".yaml", ".yml") or "/" in ref_text
+    if confined:
+        found = file_in_folders(ref_text, settings().workflows_path) if looks_like_path else None
+        if found is not None:
+            return load_file(found, exists)
+        if looks_like_path:
+            raise WorkflowNotFound(f"no workflow file {_shown(ref_text)} in the ORCHESTRATOR_WORKFLOWS folders "
+                                   f"(the API reads no other files)")
+    elif is_file(path):
         return load_file(path, exists)
-    if path.suffix in (".yaml", ".yml") or "/" in ref_text:
-        raise WorkflowNotFound(f"no such workflow file: {ref_text}")
+    elif looks_like_path:
+        raise WorkflowNotFound(f"no such workflow file: {ref_text}")  # the user's own file system
     found = find_in_folders(ref_text, settings().workflows_path)
     if found is not None:
         return load_file(found, exists)
@@ -42,8 +54,13 @@ def resolve(ref: str | Path | Workflow, check_actions: bool = True) -> Workflow:
         row = sup.store.registered_definition(conn, ref_text)
     if row is not None:
         return compile_workflow(row.text, row.source, row.name, exists)
-    raise WorkflowNotFound(f"unknown workflow '{ref_text}': not a file, not in ORCHESTRATOR_WORKFLOWS "
+    raise WorkflowNotFound(f"unknown workflow {_shown(ref_text)}: not a file, not in ORCHESTRATOR_WORKFLOWS "
                            f"and not registered")
+
+
+def _shown(ref: str, limit: int = 200) -> str:
+    """A reference quoted for a message, cut short when it is long."""
+    return repr(ref if len(ref) <= limit else ref[:limit] + "…")
 
 
 def register(ref: str | Path) -> str:

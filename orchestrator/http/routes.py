@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
-from ..api import RunHandle, register, submit
+from ..api import RunHandle, register, resolve, submit
 from ..engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line
 from ..registry import WorkflowNotFound, looks_like_yaml
 from ..runtime import supervisor
@@ -25,12 +25,13 @@ NOT_FOUND = {404: {"description": "No run with this id"}}
 class RegisterBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     yaml: str | None = Field(None, description="The workflow definition as YAML text.")
-    path: str | None = Field(None, description="A workflow file on the server.")
+    path: str | None = Field(None, description="A workflow file in the server's ORCHESTRATOR_WORKFLOWS folders.")
 
 
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    workflow: str = Field(description="A registered name, a file path on the server, or YAML text.")
+    workflow: str = Field(description="A registered name, a file in the server's ORCHESTRATOR_WORKFLOWS "
+                                      "folders (a path relative to them), or YAML text.")
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -73,7 +74,7 @@ def build_routers(token: str | None) -> list[APIRouter]:
         if body.yaml is not None and not looks_like_yaml(body.yaml):
             return invalid(ValueError("yaml: not a workflow definition (expected YAML text with `tasks`)"))
         try:
-            return {"name": register(body.yaml if body.yaml is not None else body.path)}
+            return {"name": register(resolve(body.yaml if body.yaml is not None else body.path, confined=True))}
         except (WorkflowInvalid, WorkflowNotFound) as exc:
             return invalid(exc)
 
@@ -85,7 +86,7 @@ def build_routers(token: str | None) -> list[APIRouter]:
     @router.post("/runs", status_code=201, tags=["runs"])
     def start(body: StartBody) -> Any:
         try:
-            return {"id": submit(body.workflow, body.params).id}
+            return {"id": submit(resolve(body.workflow, confined=True), body.params).id}
         except (WorkflowInvalid, WorkflowNotFound, ParametersInvalid) as exc:
             return invalid(exc)
 

@@ -81,7 +81,7 @@ def test_register_rejects_bad_definitions_with_one_line_messages(client):
     both = client.post("/api/workflows", json={"yaml": REGISTERED, "path": "x.yaml"})
     assert both.status_code == 422 and "exactly one" in both.json()["detail"]
     missing = client.post("/api/workflows", json={"path": "/nowhere/none.yaml"})
-    assert missing.status_code == 422 and "no such workflow file" in missing.json()["detail"]
+    assert missing.status_code == 422 and "no workflow file" in missing.json()["detail"]
 
 
 def test_start_list_summary_and_graph(client, worker):

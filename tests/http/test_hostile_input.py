@@ -1,0 +1,122 @@
+"""The JSON API under hostile input: cross-site requests, files outside the workflow folders,
+NUL characters, oversized parameters and bodies, documents that would exhaust the parser. Each
+answer is a 4xx naming the field, never a 500, and nothing is stored for a refused request."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from orchestrator import RunHandle
+
+pytestmark = pytest.mark.runtime
+
+ASK = textwrap.dedent("""
+    version: "1.0"
+    tasks:
+      - {name: approve, action: core.ask, input: {prompt: "ok?", schema: {type: object}}}
+""")
+
+
+def start(client, workflow: str = ASK, **params) -> str:
+    response = client.post("/api/runs", json={"workflow": workflow, "params": params})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def run_count(client) -> int:
+    return len(client.get("/api/runs", params={"limit": 1000}).json())
+
+
+# Cross-site requests ---------------------------------------------------------------------------
+
+def test_a_cross_site_form_post_cannot_operate_a_run(client):
+    """With no token set, a page on another site could make the browser POST here: a text/plain
+    form (no preflight) paused a run. Now it is refused before any route sees it."""
+    run_id = start(client)
+    form = {"Content-Type": "text/plain"}
+    for headers in ({**form, "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+                    {**form, "Origin": "http://evil.example"},              # a browser without Fetch metadata
+                    {**form, "Origin": "null"},                              # a sandboxed frame
+                    {**form, "Origin": "http://testserver.evil.example"},
+                    {**form, "Sec-Fetch-Site": "same-site"}):               # a sibling subdomain
+        response = client.post(f"/api/runs/{run_id}/pause", content='{"x": 1}', headers=headers)
+        assert response.status_code == 403, (headers, response.text)
+        assert "cross-site" in response.json()["detail"]
+    for origin in ("http://evil.example", "null"):
+        response = client.post(f"/api/runs/{run_id}/cancel", headers={"Origin": origin})
+        assert response.status_code == 403
+    response = client.post("/api/runs", json={"workflow": ASK}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status_code == 403
+    assert RunHandle(run_id).status() == "running" and run_count(client) == 1
+
+
+def test_state_changing_requests_with_a_body_must_be_json(client):
+    run_id = start(client)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        response = client.post("/api/runs", content='{"workflow": "hello", "params": {"name": "x"}}',
+                               headers={"Content-Type": content_type})
+        assert response.status_code == 415, (content_type, response.text)
+        assert "application/json" in response.json()["detail"]
+        response = client.post(f"/api/runs/{run_id}/respond", content='{"task": "approve", "data": {}}',
+                               headers={"Content-Type": content_type})
+        assert response.status_code == 415
+    assert RunHandle(run_id).status() == "running" and run_count(client) == 1
+
+
+def test_same_origin_and_non_browser_requests_still_work(client):
+    run_id = start(client)
+    assert client.post(f"/api/runs/{run_id}/pause", headers={"Origin": "http://testserver",
+                                                             "Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert client.post(f"/api/runs/{run_id}/resume", headers={"Origin": "http://testserver"}).status_code == 200
+    # curl -X POST with no body and no content type; a JSON client with a charset
+    assert client.post(f"/api/runs/{run_id}/pause").status_code == 200
+    response = client.post(f"/api/runs/{run_id}/resume", content="", headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status_code == 200, response.text
+    response = client.post(f"/api/runs/{run_id}/respond", content='{"task": "approve", "data": {}}',
+                           headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status_code == 200 and response.json()["status"] == "succeeded"
+
+
+# Files outside the workflow folders ------------------------------------------------------------
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch, orchestrator_env):
+    """ORCHESTRATOR_WORKFLOWS = one folder holding ask.yaml, beside a secret file outside it."""
+    from orchestrator.config import settings
+
+    inside = tmp_path / "workflows"
+    (inside / "team").mkdir(parents=True)
+    (inside / "team" / "ask.yaml").write_text(ASK)
+    (tmp_path / "secret.yaml").write_text("root: $6$hash-of-the-root-password\nadmin: hunter2\n")
+    monkeypatch.setenv("ORCHESTRATOR_WORKFLOWS", str(inside))
+    settings.cache_clear()
+    return inside
+
+
+def test_the_api_reads_no_file_outside_the_workflow_folders(client, folder):
+    secret = folder.parent / "secret.yaml"
+    for ref in ("/etc/passwd", "/etc/shadow", str(secret), "../secret.yaml", "team/../../secret.yaml",
+                str(folder / ".." / "secret.yaml"), "/proc/self/environ", "x/" * 3000 + "y.yaml"):
+        for response in (client.post("/api/runs", json={"workflow": ref}),
+                         client.post("/api/workflows", json={"path": ref})):
+            assert response.status_code == 422, (ref, response.text)
+            assert "ORCHESTRATOR_WORKFLOWS" in response.json()["detail"], response.text
+            for word in ("hunter2", "$6$hash", "daemon:", "/bin/", "PATH="):
+                assert word not in response.text, (ref, response.text)
+    assert run_count(client) == 0
+    # Inside the folders: relative to them, or absolute.
+    assert client.post("/api/runs", json={"workflow": "team/ask.yaml"}).status_code == 201
+    assert client.post("/api/runs", json={"workflow": str(folder / "team" / "ask.yaml")}).status_code == 201
+    assert client.post("/api/workflows", json={"path": "team/ask.yaml"}).json() == {"name": "ask"}
+    assert client.post("/api/runs", json={"workflow": "ask"}).status_code == 201  # registered
+
+
+def test_the_python_api_still_reads_any_file_it_is_given(orchestrator_env, folder):
+    from orchestrator import resolve
+    from orchestrator.engine.errors import WorkflowInvalid
+
+    assert resolve(str(folder / "team" / "ask.yaml")).name == "ask"
+    with pytest.raises(WorkflowInvalid):  # the caller's own file: its problems are the caller's to see
+        resolve(str(folder.parent / "secret.yaml"))
