@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import settings
-from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid
+from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line
 from .engine.validate import Workflow
+from .engine.values import json_size, unstorable
 from .registry import (WorkflowNotFound, compile_workflow, default_name, file_in_folders, find_in_folders, is_file,
                        load_file, looks_like_yaml)
 from .runtime import action_exists, ensure_embedded_worker, supervisor
@@ -77,15 +78,40 @@ def start_run(ref: str | Path | Workflow, params: dict[str, Any] | None = None, 
     """Start a run and return its id. Invalid input raises (or, with `record_rejection`, leaves a
     failed run carrying the error, for callers that only hold an id)."""
     run_id = run_id or str(uuid.uuid4())
+    check_run_id(run_id)
     try:
+        check_input("params", params if params is not None else {}, settings().max_input_bytes)
         workflow = resolve(ref)
         supervisor().start(workflow, params or {}, run_id)
-    except (WorkflowNotFound, WorkflowInvalid, ParametersInvalid) as exc:
+    except (WorkflowNotFound, WorkflowInvalid, ParametersInvalid, InputInvalid) as exc:
         if not record_rejection:
             raise
-        name = ref.name if isinstance(ref, Workflow) else default_name(Path(str(ref))) if not looks_like_yaml(str(ref)) else "<string>"
-        supervisor().record_rejected(run_id, name, str(exc), params)
+        if not isinstance(ref, (str, Path)):
+            name = ref.name
+        else:
+            name = "<string>" if looks_like_yaml(str(ref)) else one_line(default_name(Path(str(ref))))[:200]
+        supervisor().record_rejected(run_id, name, str(exc), None if isinstance(exc, InputInvalid) else params)
     return run_id
+
+
+def check_input(field: str, value: Any, limit: int | None = None) -> None:
+    """Raise InputInvalid when `value` cannot be stored exactly (a NUL character, NaN, a lone
+    surrogate, ...) or its JSON is over `limit` bytes: refused before anything is written."""
+    if field == "params" and not isinstance(value, dict):
+        raise InputInvalid(field, [f"params: must be an object (a mapping of names to values), not {type(value).__name__}"])
+    problems = unstorable(value, field)
+    if not problems and limit is not None:
+        size = json_size(value)
+        if size > limit:
+            problems = [f"{field}: {size} bytes of JSON, over the limit of {limit} (ORCHESTRATOR_MAX_INPUT_BYTES)"]
+    if problems:
+        raise InputInvalid(field, problems)
+
+
+def check_run_id(run_id: str) -> None:
+    """A run id is 1 to 64 printable characters (it names a database row and a Celery task)."""
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= 64 or not run_id.isprintable():
+        raise InputInvalid("run_id", [f"run_id: must be 1 to 64 printable characters, got {one_line(repr(run_id))[:80]}"])
 
 
 def submit(ref: str | Path | Workflow, params: dict[str, Any] | None = None, *, run_id: str | None = None) -> "RunHandle":
@@ -144,6 +170,7 @@ class RunHandle:
     def respond(self, task: str, data: Any) -> None:
         """Answer a `core.ask` task; ValueError when it is not waiting or the data does not fit
         its schema, InputInvalid when the data cannot be stored (a NUL character, NaN, ...)."""
+        check_input("data", data, settings().max_input_bytes)
         supervisor().respond(self.id, task, data)
 
     def events(self, after: int = 0) -> list[dict[str, Any]]:

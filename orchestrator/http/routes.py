@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,9 @@ from .metrics import STATUSES
 from .queries import registered_workflows, run_graph, run_version
 
 NOT_FOUND = {404: {"description": "No run with this id"}}
+# Run ids are up to 64 printable characters: anything else is refused (422) before a query is made.
+RunId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                            description="The run's id.")]
 
 
 class RegisterBody(BaseModel):
@@ -87,7 +90,7 @@ def build_routers(token: str | None) -> list[APIRouter]:
     def start(body: StartBody) -> Any:
         try:
             return {"id": submit(resolve(body.workflow, confined=True), body.params).id}
-        except (WorkflowInvalid, WorkflowNotFound, ParametersInvalid) as exc:
+        except (WorkflowInvalid, WorkflowNotFound, ParametersInvalid, InputInvalid) as exc:
             return invalid(exc)
 
     @router.get("/runs", tags=["runs"])
@@ -100,11 +103,11 @@ def build_routers(token: str | None) -> list[APIRouter]:
             return sup.store.list_runs(conn, status or None, limit)
 
     @router.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND)
-    def run_summary(run_id: str) -> dict[str, Any]:
+    def run_summary(run_id: RunId) -> dict[str, Any]:
         return _summary(run_id)
 
     @router.get("/runs/{run_id}/graph", tags=["runs"], responses=NOT_FOUND)
-    def graph(run_id: str) -> dict[str, Any]:
+    def graph(run_id: RunId) -> dict[str, Any]:
         with supervisor().db.reading() as conn:
             found = run_graph(conn, run_id)
         if found is None:
@@ -116,16 +119,16 @@ def build_routers(token: str | None) -> list[APIRouter]:
                              tags=["operations"], name=name, summary=f"{name.capitalize()} a run")
 
     @router.post("/runs/{run_id}/rerun", tags=["operations"])
-    def rerun(run_id: str, body: RerunBody | None = None) -> Any:
+    def rerun(run_id: RunId, body: RerunBody | None = None) -> Any:
         return operate(run_id, "rerun", from_tasks=(body.from_tasks if body else []))
 
     @router.post("/runs/{run_id}/respond", tags=["operations"])
-    def respond(run_id: str, body: RespondBody) -> Any:
+    def respond(run_id: RunId, body: RespondBody) -> Any:
         return operate(run_id, "respond", body.task, body.data)
 
     @router.get("/runs/{run_id}/log", tags=["runs"], responses=NOT_FOUND,
                 summary="The run's lifecycle events, oldest first (poll with `after`)")
-    def log(run_id: str, after: int = Query(0, ge=0, description="Only events with a greater id.")) -> list[dict[str, Any]]:
+    def log(run_id: RunId, after: int = Query(0, ge=0, description="Only events with a greater id.")) -> list[dict[str, Any]]:
         try:
             return RunHandle(run_id).events(after)
         except LookupError:
@@ -133,7 +136,7 @@ def build_routers(token: str | None) -> list[APIRouter]:
 
     @feed.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND, response_class=StreamingResponse,
               summary="Server-sent events: the summary on each change, and each lifecycle event")
-    def events(run_id: str) -> StreamingResponse:
+    def events(run_id: RunId) -> StreamingResponse:
         if _version(run_id) is None:  # 404 before the stream starts
             raise HTTPException(404, f"no run with id {run_id}")
         return StreamingResponse(summary_events(lambda: _version(run_id), lambda: _summary_or_none(run_id),
@@ -171,7 +174,7 @@ def _summary(run_id: str) -> dict[str, Any]:
 
 
 def _simple_operation(name: str):
-    def operation(run_id: str) -> Any:
+    def operation(run_id: RunId) -> Any:
         return operate(run_id, name)
 
     operation.__name__ = name

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 
 from .auth import TokenAuth
+from .routes import RunId
 
 TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
@@ -37,7 +38,7 @@ def build_web_router(token: str | None) -> APIRouter:
         return _file("index.html")
 
     @router.get("/runs/{run_id}", dependencies=page_auth)
-    def run_page(run_id: str) -> Response:
+    def run_page(run_id: RunId) -> Response:
         return _file("run.html")
 
     @router.get("/static/{name}")

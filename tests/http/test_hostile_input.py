@@ -4,6 +4,7 @@ answer is a 4xx naming the field, never a 500, and nothing is stored for a refus
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -14,6 +15,8 @@ pytestmark = pytest.mark.runtime
 
 ASK = textwrap.dedent("""
     version: "1.0"
+    parameters:
+      blob: {type: string, default: ""}
     tasks:
       - {name: approve, action: core.ask, input: {prompt: "ok?", schema: {type: object}}}
 """)
@@ -120,3 +123,102 @@ def test_the_python_api_still_reads_any_file_it_is_given(orchestrator_env, folde
     assert resolve(str(folder / "team" / "ask.yaml")).name == "ask"
     with pytest.raises(WorkflowInvalid):  # the caller's own file: its problems are the caller's to see
         resolve(str(folder.parent / "secret.yaml"))
+
+
+# NUL characters and other values no store keeps ------------------------------------------------
+
+ROUTES = [("GET", "/api/runs/{id}"), ("GET", "/api/runs/{id}/graph"), ("GET", "/api/runs/{id}/log"),
+          ("GET", "/api/runs/{id}/events"), ("POST", "/api/runs/{id}/pause"), ("POST", "/api/runs/{id}/resume"),
+          ("POST", "/api/runs/{id}/cancel"), ("POST", "/api/runs/{id}/rerun"), ("POST", "/api/runs/{id}/respond"),
+          ("GET", "/runs/{id}")]
+BODIES = {"/rerun": {"from": ["a"]}, "/respond": {"task": "a", "data": {}}}
+
+
+@pytest.mark.parametrize("bad_id", ["a%00b", "%00", "x" * 65, "a%1Fb", "%7F"])
+def test_bad_ids_are_4xx_in_every_route(client, bad_id):
+    for method, template in ROUTES:
+        path = template.replace("{id}", bad_id)
+        body = next((b for suffix, b in BODIES.items() if template.endswith(suffix)), None)
+        response = client.request(method, path, json=body)
+        assert 400 <= response.status_code < 500, (method, path, response.status_code, response.text)
+        assert "psycopg" not in response.text and "SQL" not in response.text
+
+
+def test_nul_and_unstorable_values_in_parameters_and_answers_are_422(client):
+    for params, where in (({"name": "a\x00b"}, "params.name"), ({"a\x00": 1}, "params"),
+                          ({"x": ["ok", {"y": "\ud800"}]}, "params.x[1].y")):
+        response = client.post("/api/runs", content=json.dumps({"workflow": ASK, "params": params}),
+                               headers={"Content-Type": "application/json"})  # ASCII: \ud800 as an escape
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "params" and where in response.json()["detail"], response.text
+    for raw in ('{"workflow": "hello", "params": {"x": NaN}}', '{"workflow": "hello", "params": {"x": Infinity}}',
+                '{"workflow": "hello", "params": {"x": ' + "9" * 5000 + "}}",
+                '{"workflow": "hello", "params": ' + "[" * 100_000 + "]" * 100_000 + "}"):
+        response = client.post("/api/runs", content=raw, headers={"Content-Type": "application/json"})
+        assert 400 <= response.status_code < 500, (raw[:60], response.text)
+    for workflow in ("he\x00llo", "a\x00/b.yaml"):
+        response = client.post("/api/runs", json={"workflow": workflow})
+        assert response.status_code == 422 and "NUL" in response.json()["detail"], response.text
+    assert run_count(client) == 0
+
+    run_id = start(client)
+    response = client.post(f"/api/runs/{run_id}/respond", json={"task": "approve", "data": {"x": "a\x00b"}})
+    assert response.status_code == 422 and response.json()["field"] == "data", response.text
+    assert "data.x" in response.json()["detail"]
+    for task in ("app\x00rove", "\x00"):
+        response = client.post(f"/api/runs/{run_id}/respond", json={"task": task, "data": {}})
+        assert 400 <= response.status_code < 500, response.text
+    response = client.post(f"/api/runs/{run_id}/rerun", json={"from": ["a\x00"]})
+    assert 400 <= response.status_code < 500, response.text
+    assert client.get("/api/runs", params={"status": "running\x00"}).status_code == 422
+    assert RunHandle(run_id).status() == "running"
+
+
+# Sizes -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_limit(orchestrator_env, monkeypatch):
+    """ORCHESTRATOR_MAX_INPUT_BYTES=1000, and a client of an app built with it."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.config import settings
+    from orchestrator.http import create_app
+
+    monkeypatch.setenv("ORCHESTRATOR_MAX_INPUT_BYTES", "1000")
+    settings.cache_clear()
+    with TestClient(create_app(token="")) as client:
+        yield client
+
+
+def test_parameters_over_the_input_limit_are_refused_before_anything_is_stored(small_limit):
+    from orchestrator import InputInvalid, submit
+
+    client = small_limit
+    response = client.post("/api/runs", json={"workflow": ASK, "params": {"blob": "x" * 1000}})
+    assert response.status_code == 422 and response.json()["field"] == "params", response.text
+    assert "over the limit of 1000 (ORCHESTRATOR_MAX_INPUT_BYTES)" in response.json()["detail"]
+    assert client.post("/api/runs", json={"workflow": ASK, "params": {"blob": "x" * 900}}).status_code == 201
+    with pytest.raises(InputInvalid, match="over the limit of 1000") as caught:
+        submit(ASK, {"blob": "é" * 200})  # 200 characters, 1,200 bytes as the limit counts them (\\u00e9)
+    assert caught.value.field == "params"
+    assert run_count(client) == 1
+
+    run_id = client.get("/api/runs").json()[0]["id"]
+    response = client.post(f"/api/runs/{run_id}/respond", json={"task": "approve", "data": {"a": "x" * 1000}})
+    assert response.status_code == 422 and response.json()["field"] == "data"
+    assert RunHandle(run_id).status() == "running"
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(small_limit):
+    client = small_limit
+    big = b'{"workflow": "x", "params": {"a": "' + b"x" * (4 * 1000 + (1 << 20)) + b'"}}'
+    response = client.post("/api/runs", content=big, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(300):
+            yield b"x" * 4096
+
+    response = client.post("/api/runs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert run_count(client) == 0

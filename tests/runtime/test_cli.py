@@ -254,3 +254,16 @@ def test_rerun_from_the_same_task_twice_runs_it_once(worker, orchestrator_env, t
     summary = RunHandle(run.id).wait(30)
     assert summary["status"] == "succeeded" and int(test_redis.get(f"count:{key}")) == 3, summary
     assert [t["name"] for t in summary["tasks"]].count("counted") == 3
+
+
+def test_parameters_over_the_input_limit_exit_2(embedded_dir):
+    flow = embedded_dir / "ask.yaml"
+    flow.write_text(ASK)
+    env = {"ORCHESTRATOR_MAX_INPUT_BYTES": "100", "ORCHESTRATOR_HOME": str(embedded_dir / "home")}
+    result = cli("run", str(flow), "-p", "blob=" + "x" * 100, env=env, cwd=embedded_dir)
+    assert result.returncode == 2, result
+    assert result.stderr.strip() == "error: params: 112 bytes of JSON, over the limit of 100 (ORCHESTRATOR_MAX_INPUT_BYTES)"
+    nul = cli("run", str(flow), "--params-json", '{"a": "x\\u0000y"}', env=env, cwd=embedded_dir)
+    assert nul.returncode == 2 and "params.a: contains a NUL character" in nul.stderr, nul
+    listed = cli("list", env=env, cwd=embedded_dir)
+    assert listed.returncode == 0 and "ask" not in listed.stdout  # nothing was stored
