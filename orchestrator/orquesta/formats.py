@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import yaml
-
 from ..engine.conductor import Conductor, RunInfo
+from ..engine.loader import parse_bounded
 from ..engine.params import resolve_parameters
 from ..engine.state import ItemStore, WorkflowState
 from ..engine.validate import Workflow, load_workflow
@@ -26,10 +25,7 @@ from .workflow import OrquestaWorkflow, is_orquesta, load
 
 def detect_orquesta(text: str) -> bool:
     """True when the text is Orquesta's native format (unparseable text is left to the loaders)."""
-    try:
-        return is_orquesta(yaml.safe_load(text))
-    except yaml.YAMLError:
-        return False
+    return is_orquesta(parse_bounded(text))
 
 
 def load_any(text: str, source: str = "<workflow>", default_name: str | None = None,

@@ -222,3 +222,25 @@ def test_a_body_over_the_limit_is_413_before_it_is_parsed(small_limit):
     response = client.post("/api/runs", content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert run_count(client) == 0
+
+
+# Documents that would exhaust the parser -------------------------------------------------------
+
+BOMBS = {
+    "a 100k-deep list": "version: 1.0\ntasks:\n  a: " + "[" * 100_000 + "]" * 100_000 + "\n",
+    "a 100,000-digit integer": "version: 1.0\ntasks:\n  a: {action: core.noop, input: {n: " + "1" * 100_000 + "}}\n",
+    "a billion laughs": "version: 1.0\ntasks:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"  {chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOMBS))
+def test_documents_over_the_parser_limits_are_422(client, name):
+    for response in (client.post("/api/runs", json={"workflow": BOMBS[name]}),
+                     client.post("/api/workflows", json={"yaml": BOMBS[name]})):
+        assert response.status_code == 422, (name, response.status_code, response.text[:300])
+        assert len(response.text) < 2000, response.text[:300]  # names the place, does not echo the value
+        assert response.json()["errors"][0].startswith("<string>:")
+    assert run_count(client) == 0
