@@ -267,3 +267,26 @@ def test_parameters_over_the_input_limit_exit_2(embedded_dir):
     assert nul.returncode == 2 and "params.a: contains a NUL character" in nul.stderr, nul
     listed = cli("list", env=env, cwd=embedded_dir)
     assert listed.returncode == 0 and "ask" not in listed.stdout  # nothing was stored
+
+
+def test_embedded_mode_keeps_numbers_exact(embedded_dir):
+    """SQLite's JSON columns have NUMERIC affinity: a bare number stored as text came back
+    converted (2**63 as a float, 2.0 as the integer 2)."""
+    flow = embedded_dir / "big.yaml"
+    flow.write_text(textwrap.dedent("""
+        version: "1.0"
+        tasks:
+          - {name: big, action: core.echo, input: {message: "{{ 2**63 }}"}}
+          - {name: huge, action: core.echo, input: {message: "{{ 10**30 + 1 }}"}}
+          - {name: two, action: core.echo, input: {message: "{{ 2.0 }}"}}
+          - {name: tiny, action: core.echo, input: {message: "{{ -(2**63) - 1 }}"}}
+        output_map: {big: "{{ task.big.result }}"}
+    """))
+    result = cli("run", str(flow), "--json", cwd=embedded_dir)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    results = {t["name"]: t["result"] for t in summary["tasks"]}
+    assert results == {"big": 2**63, "huge": 10**30 + 1, "two": 2.0, "tiny": -(2**63) - 1}, results
+    assert isinstance(results["two"], float) and summary["output"] == {"big": 2**63}
+    status = cli("status", summary["id"], "--json", cwd=embedded_dir)
+    assert json.loads(status.stdout)["tasks"] == summary["tasks"]
