@@ -60,9 +60,8 @@ def invalid(exc: Exception) -> JSONResponse:
 
 
 def build_routers(token: str | None) -> list[APIRouter]:
-    """The API's routes; the live feed also takes `?token=` (EventSource cannot set headers)."""
+    """The API's routes (the bearer token, or the web view's session cookie, when a token is set)."""
     router = APIRouter(prefix="/api", dependencies=[Depends(TokenAuth(token))])
-    feed = APIRouter(prefix="/api", dependencies=[Depends(TokenAuth(token, query=True))])
 
     @router.get("/health", tags=["service"])
     def health() -> dict[str, str]:
@@ -134,7 +133,7 @@ def build_routers(token: str | None) -> list[APIRouter]:
         except LookupError:
             raise HTTPException(404, f"no run with id {run_id}") from None
 
-    @feed.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND, response_class=StreamingResponse,
+    @router.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND, response_class=StreamingResponse,
               summary="Server-sent events: the summary on each change, and each lifecycle event")
     def events(run_id: RunId) -> StreamingResponse:
         if _version(run_id) is None:  # 404 before the stream starts
@@ -144,7 +143,7 @@ def build_routers(token: str | None) -> list[APIRouter]:
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    return [router, feed]
+    return [router]
 
 
 def _version(run_id: str) -> Any:
