@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.encoders import jsonable_encoder
@@ -17,9 +17,13 @@ from ..runtime import supervisor
 from .auth import TokenAuth
 from .events import summary_events
 from .metrics import STATUSES
+from .problems import COMMON, NOT_FOUND, OPERATION, WITH_BODY, invalid
 from .queries import registered_workflows, run_graph, run_version
 
-NOT_FOUND = {404: {"description": "No run with this id"}}
+# What a started run's id leads to (OpenAPI links: clients and property-based tests follow them).
+RUN_LINKS = {f"{op}": {"operationId": op, "parameters": {"run_id": "$response.body#/id"}}
+             for op in ("get_run", "get_run_graph", "get_run_log", "pause_run", "resume_run", "cancel_run",
+                        "rerun_run", "respond_run")}
 # Run ids are up to 64 printable characters: anything else is refused (422) before a query is made.
 RunId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
                             description="The run's id.")]
@@ -32,7 +36,9 @@ class RegisterBody(BaseModel):
 
 
 class StartBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"workflow": "hello", "params": {"name": "Ada"}},
+        {"workflow": "version: \"1.0\"\ntasks:\n  - {name: approve, action: core.ask, input: {prompt: ok?}}\n"}]})
     workflow: str = Field(description="A registered name, a file in the server's ORCHESTRATOR_WORKFLOWS "
                                       "folders (a path relative to them), or YAML text.")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -49,27 +55,17 @@ class RespondBody(BaseModel):
     data: Any = Field(description="The answer to the task's `core.ask`.")
 
 
-def invalid(exc: Exception) -> JSONResponse:
-    """422 with the problems as one-line messages (never a traceback); `field` names the request
-    field when one value was refused."""
-    lines = exc.lines() if isinstance(exc, WorkflowInvalid) else [one_line(str(exc))]
-    body: dict[str, Any] = {"detail": "\n".join(lines), "errors": lines}
-    if isinstance(exc, InputInvalid):
-        body["field"] = exc.field
-    return JSONResponse(body, status_code=422)
-
-
 def build_routers(token: str | None) -> list[APIRouter]:
     """The API's routes (the bearer token, or the web view's session cookie, when a token is set)."""
-    router = APIRouter(prefix="/api", dependencies=[Depends(TokenAuth(token))])
+    router = APIRouter(prefix="/api", dependencies=[Depends(TokenAuth(token))], responses=COMMON)
 
-    @router.get("/health", tags=["service"])
+    @router.get("/health", tags=["service"], operation_id="health")
     def health() -> dict[str, str]:
         with supervisor().db.reading() as conn:
             conn.execute(text("SELECT 1"))
         return {"status": "ok", "database": "ok"}
 
-    @router.post("/workflows", status_code=201, tags=["workflows"])
+    @router.post("/workflows", status_code=201, tags=["workflows"], responses=WITH_BODY, operation_id="register_workflow")
     def register_workflow(body: RegisterBody) -> Any:
         if (body.yaml is None) == (body.path is None):
             return invalid(ValueError("give exactly one of `yaml` (the definition) or `path` (a file)"))
@@ -80,32 +76,31 @@ def build_routers(token: str | None) -> list[APIRouter]:
         except (WorkflowInvalid, WorkflowNotFound) as exc:
             return invalid(exc)
 
-    @router.get("/workflows", tags=["workflows"])
+    @router.get("/workflows", tags=["workflows"], operation_id="list_workflows")
     def list_workflows() -> list[dict[str, Any]]:
         with supervisor().db.reading() as conn:
             return registered_workflows(conn)
 
-    @router.post("/runs", status_code=201, tags=["runs"])
+    @router.post("/runs", status_code=201, tags=["runs"], operation_id="start_run",
+                 responses={**WITH_BODY, 201: {"description": "The run's id", "links": RUN_LINKS}})
     def start(body: StartBody) -> Any:
         try:
             return {"id": submit(resolve(body.workflow, confined=True), body.params).id}
         except (WorkflowInvalid, WorkflowNotFound, ParametersInvalid, InputInvalid) as exc:
             return invalid(exc)
 
-    @router.get("/runs", tags=["runs"])
-    def list_runs(status: str | None = Query(None, description="Only runs in this status."),
+    @router.get("/runs", tags=["runs"], operation_id="list_runs")
+    def list_runs(status: Literal[STATUSES] | None = Query(None, description="Only runs in this status."),
                   limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
-        if status and status not in STATUSES:
-            raise HTTPException(422, f"status must be one of {', '.join(STATUSES)}")
         sup = supervisor()
         with sup.db.reading() as conn:
             return sup.store.list_runs(conn, status or None, limit)
 
-    @router.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND)
+    @router.get("/runs/{run_id}", tags=["runs"], responses=NOT_FOUND, operation_id="get_run")
     def run_summary(run_id: RunId) -> dict[str, Any]:
         return _summary(run_id)
 
-    @router.get("/runs/{run_id}/graph", tags=["runs"], responses=NOT_FOUND)
+    @router.get("/runs/{run_id}/graph", tags=["runs"], responses=NOT_FOUND, operation_id="get_run_graph")
     def graph(run_id: RunId) -> dict[str, Any]:
         with supervisor().db.reading() as conn:
             found = run_graph(conn, run_id)
@@ -115,25 +110,28 @@ def build_routers(token: str | None) -> list[APIRouter]:
 
     for name in ("pause", "resume", "cancel"):
         router.add_api_route(f"/runs/{{run_id}}/{name}", _simple_operation(name), methods=["POST"],
-                             tags=["operations"], name=name, summary=f"{name.capitalize()} a run")
+                             tags=["operations"], name=name, summary=f"{name.capitalize()} a run",
+                             responses=OPERATION, operation_id=f"{name}_run")
 
-    @router.post("/runs/{run_id}/rerun", tags=["operations"])
+    @router.post("/runs/{run_id}/rerun", tags=["operations"], responses=OPERATION, operation_id="rerun_run")
     def rerun(run_id: RunId, body: RerunBody | None = None) -> Any:
         return operate(run_id, "rerun", from_tasks=(body.from_tasks if body else []))
 
-    @router.post("/runs/{run_id}/respond", tags=["operations"])
+    @router.post("/runs/{run_id}/respond", tags=["operations"], responses=OPERATION, operation_id="respond_run")
     def respond(run_id: RunId, body: RespondBody) -> Any:
         return operate(run_id, "respond", body.task, body.data)
 
-    @router.get("/runs/{run_id}/log", tags=["runs"], responses=NOT_FOUND,
+    @router.get("/runs/{run_id}/log", tags=["runs"], responses=NOT_FOUND, operation_id="get_run_log",
                 summary="The run's lifecycle events, oldest first (poll with `after`)")
-    def log(run_id: RunId, after: int = Query(0, ge=0, description="Only events with a greater id.")) -> list[dict[str, Any]]:
+    def log(run_id: RunId, after: int = Query(0, ge=0, le=2**31 - 1, description="Only events with a greater id.")
+            ) -> list[dict[str, Any]]:
         try:
             return RunHandle(run_id).events(after)
         except LookupError:
             raise HTTPException(404, f"no run with id {run_id}") from None
 
     @router.get("/runs/{run_id}/events", tags=["runs"], responses=NOT_FOUND, response_class=StreamingResponse,
+                operation_id="follow_run",
               summary="Server-sent events: the summary on each change, and each lifecycle event")
     def events(run_id: RunId) -> StreamingResponse:
         if _version(run_id) is None:  # 404 before the stream starts
