@@ -116,7 +116,8 @@ def test_orquesta_cancel_interrupts_the_running_action(worker, orchestrator_env)
     assert summary["status"] == "canceled" and summary["error"] == "canceled by request"
     tasks = {t["name"]: t for t in summary["tasks"]}
     assert tasks["hold"]["status"] == "canceled" and "after" not in tasks
-    assert cli("resume", run.id, env=orchestrator_env).returncode == 0 and run.status() == "canceled"
+    resumed = cli("resume", run.id, env=orchestrator_env)  # a finished run refuses: exit 2, one line
+    assert resumed.returncode == 2 and "it is canceled" in resumed.stderr and run.status() == "canceled"
 
 
 def test_orquesta_core_ask_answered_through_the_api_and_the_cli(worker, orchestrator_env):
