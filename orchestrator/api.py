@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import settings
-from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line  # noqa: F401 - OperationRefused is exported (orchestrator.OperationRefused)
+# OperationRefused is imported to be exported: `from orchestrator import OperationRefused`.
+from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line  # noqa: F401
 from .engine.validate import Workflow
 from .engine.values import json_size, unstorable
 from .registry import (WorkflowNotFound, compile_workflow, default_name, file_in_folders, find_in_folders, is_file,
