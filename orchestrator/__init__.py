@@ -13,7 +13,8 @@ from typing import Any
 
 _SCHEDULING = ("add_schedule", "list_schedules", "get_schedule", "remove_schedule", "pause_schedule",
                "resume_schedule")
-__all__ = ["submit", "start_workflow", "RunHandle", "register", "resolve", "prune", *_SCHEDULING]
+__all__ = ["submit", "start_workflow", "RunHandle", "register", "resolve", "prune", "OperationRefused", "InputInvalid",
+           *_SCHEDULING]
 __version__ = "0.1.0"
 
 
@@ -22,7 +23,7 @@ def __getattr__(name: str) -> Any:
         from .tasks import start_workflow
 
         return start_workflow
-    if name in ("submit", "RunHandle", "register", "resolve"):
+    if name in ("submit", "RunHandle", "register", "resolve", "OperationRefused", "InputInvalid"):
         from . import api
 
         return getattr(api, name)

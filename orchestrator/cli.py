@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .cli_common import Usage, err, out, parse_params
 from .cli_schedule import schedule_app
-from .engine.errors import ParametersInvalid, WorkflowInvalid
+from .engine.errors import InputInvalid, ParametersInvalid, WorkflowInvalid
 from .registry import WorkflowNotFound
 
 app = typer.Typer(help="Run YAML workflows on Celery.", no_args_is_help=True, add_completion=False,
@@ -392,7 +392,7 @@ def main() -> None:
         for line in exc.lines():
             err.print(line, markup=False, highlight=False)
         sys.exit(2)
-    except (ParametersInvalid, WorkflowNotFound, Usage) as exc:
+    except (ParametersInvalid, InputInvalid, WorkflowNotFound, Usage) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(2)
     except OperationalError as exc:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Union
 
-import yaml
-
 from .core.items import ItemStore
 from .core.run import RunInfo
 from .engine.conductor import Conductor
+from .engine.loader import parse_bounded
 from .engine.params import resolve_parameters
 from .engine.state import WorkflowState
 from .engine.validate import Workflow, load_workflow
@@ -36,10 +35,7 @@ AnyState = Union[WorkflowState, OrquestaState]
 
 def detect_orquesta(text: str) -> bool:
     """True when the text is Orquesta's native format (unparseable text is left to the loaders)."""
-    try:
-        return is_orquesta(yaml.safe_load(text))
-    except yaml.YAMLError:
-        return False
+    return is_orquesta(parse_bounded(text))
 
 
 def load_any(text: str, source: str = "<workflow>", default_name: str | None = None,

@@ -4,6 +4,7 @@ Both formats load here: ours, and Orquesta's native one (`tasks` as a mapping)."
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -66,12 +67,33 @@ def _problem(message: str):
 
 def find_in_folders(name: str, folders: tuple[str, ...]) -> Path | None:
     """A workflow file named `name` (with any workflow suffix) in the configured folders."""
+    if "/" in name or name in ("", ".", ".."):
+        return None
     for folder in folders:
         for suffix in SUFFIXES:
             candidate = Path(folder) / f"{name}{suffix}"
-            if candidate.is_file():
+            if is_file(candidate):
                 return candidate
     return None
+
+
+def file_in_folders(path: str, folders: tuple[str, ...]) -> Path | None:
+    """The file `path` names inside one of the folders (relative to each, or absolute), or None:
+    `..` cannot leave a folder. Links inside a folder are the operator's own and are followed."""
+    for folder in folders:
+        root = Path(os.path.abspath(folder))
+        candidate = Path(os.path.abspath(root / path))  # an absolute `path` stays itself
+        if candidate.is_relative_to(root) and is_file(candidate):
+            return candidate
+    return None
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file, False for names the OS refuses (too long, a NUL character) instead of raising."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def looks_like_yaml(ref: str) -> bool:

@@ -26,7 +26,8 @@ from .core.timers import WATCHES, parse_timer_key
 from .events import EventPublisher
 from .faults import crash_point
 from .lifecycle import LifecycleEvent
-from .engine.errors import ParametersInvalid, WorkflowInvalid
+from .engine.errors import OperationRefused, ParametersInvalid, WorkflowInvalid
+from .core.refusals import check_operation, nothing_changed
 from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
 from .registry import WorkflowNotFound, compile_workflow
 from .secrets import Redactor
@@ -192,34 +193,41 @@ class Supervisor:
 
     # Operations -----------------------------------------------------------------------------
 
+    # Each raises OperationRefused (core/refusals.py) when the run's status does not allow it.
+
     def control(self, run_id: str, action: str) -> None:
         """pause, resume or cancel a run, and the same for its running sub-workflow runs."""
         self._require(run_id)
-        self._step(run_id, lambda conn: [Control(action)])
+        self._step(run_id, lambda conn: [Control(action)], operation=action)
         with self.db.reading() as conn:
             children = self.store.active_children(conn, run_id)
         for child in children:
-            self.control(child, action)
+            try:
+                self.control(child, action)
+            except OperationRefused:
+                pass  # the child ended, or got there by itself, since it was listed
 
     def rerun(self, run_id: str, tasks: list[str] | None = None) -> None:
         self._require(run_id)
-        self._step(run_id, lambda conn: [Rerun(tuple(tasks or ()))], reopen=True)
+        named = tuple(dict.fromkeys(tasks or ()))  # `--from X --from X` reruns X once
+        self._step(run_id, lambda conn: [Rerun(named)], reopen=True, operation="rerun")
 
     def respond(self, run_id: str, task: str, data: Any) -> None:
         self._require(run_id)
-        self._step(run_id, lambda conn: [Responded(task, data)])
+        self._step(run_id, lambda conn: [Responded(task, data)], operation="respond")
 
     def _require(self, run_id: str) -> None:
         with self.db.reading() as conn:
             if not self.store.run_exists(conn, run_id):
                 raise LookupError(f"no run with id {run_id}")
 
-    def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False) -> None:
+    def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False,
+              operation: str | None = None) -> None:
         # Outbox rows this process carried out are deleted by the next step's write instead of a
         # commit of their own; they go back to the flusher unless that write commits.
         forget = self._carried_out.take()
         try:
-            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget)
+            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, operation)
         except BaseException:
             self._carried_out.extend(forget)
             raise
@@ -229,9 +237,13 @@ class Supervisor:
         self._finish(outcome, outbox_id)
 
     def _decide_and_write(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool,
-                          forget: list[int]) -> tuple[_Outcome | None, int | None]:
+                          forget: list[int], operation: str | None = None) -> tuple[_Outcome | None, int | None]:
+        """`operation` names an operator's request: one the run's status forbids, or that changes
+        nothing, raises OperationRefused instead of passing as a stale event."""
         with self.db.transaction() as conn:
             run = self.store.lock_run(conn, run_id)
+            if operation is not None and run is not None:
+                check_operation(operation, run_id, run.status, started=run.definition_id is not None)
             if run is None or run.definition_id is None or (run.status in TERMINAL and not reopen):
                 return None, None
             events = events_of(conn)
@@ -244,6 +256,8 @@ class Supervisor:
             with guard.step():  # the row lock is held: the step's expressions share one time budget
                 commands: list[Any] = conductor.apply_all(state, events)
             if not commands:
+                if operation is not None:
+                    raise nothing_changed(operation, run_id, run.status)
                 return None, None  # stale or duplicate: nothing changes
             parent = None
             if run.parent_run_id:

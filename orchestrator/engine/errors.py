@@ -55,3 +55,23 @@ class ExpressionError(Exception):
         self.expression = expression
         self.reason = reason
         super().__init__(f"{reason} in expression {expression!r}")
+
+
+class OperationRefused(ValueError):
+    """An operator's request the run's status does not allow (pause a finished run, resume a
+    running one, respond to a finished run, ...): the request changed nothing. `status` is the
+    run's status when it was refused."""
+
+    def __init__(self, message: str, status: str | None):
+        self.status = status
+        super().__init__(one_line(message))
+
+
+class InputInvalid(ValueError):
+    """A value given from outside (parameters, an answer to core.ask) that cannot be stored as it
+    is: each problem names its place (`params.name[2]`)."""
+
+    def __init__(self, field: str, problems: list[str]):
+        self.field = field
+        self.problems = [one_line(p) for p in problems]
+        super().__init__("; ".join(self.problems))

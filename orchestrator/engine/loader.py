@@ -46,6 +46,25 @@ class Positions:
 
 def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     """Parse one YAML document into plain data plus the positions of its nodes."""
+    data, positions, problems = _parse(text, source)
+    if problems:
+        raise WorkflowInvalid(source, problems)
+    return data, positions
+
+
+def parse_bounded(text: str) -> Any:
+    """A document's plain data under the same limits as load_yaml (nesting, number of values,
+    JSON scalars), for a quick look that must never raise (format detection): None when the
+    text is not YAML or passes a limit; a value the loader would refuse reads as None."""
+    try:
+        return _parse(text, "<text>")[0]
+    except WorkflowInvalid:
+        return None
+
+
+def _parse(text: str, source: str) -> tuple[Any, Positions, list[Problem]]:
+    """Data, positions and the problems found in values; raises WorkflowInvalid when the text
+    cannot be read at all (not YAML, over a limit)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -71,14 +90,12 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions]:
     positions = Positions()
     problems: list[Problem] = []
     if node is None:
-        return None, positions
+        return None, positions, problems
     try:
         data = _Builder(loader, positions, problems).build(node, ())
     except _TooBig as exc:
         raise WorkflowInvalid(source, [Problem(str(exc), exc.line, exc.column)]) from None
-    if problems:
-        raise WorkflowInvalid(source, problems)
-    return data, positions
+    return data, positions, problems
 
 
 MAX_DEPTH = 64          # nesting a workflow never needs; deeper is refused, not recursed into
@@ -155,7 +172,9 @@ class _Builder:
         try:
             value = self.loader.construct_object(node, deep=True)
         except Exception as exc:  # PyYAML's scalar constructors raise ValueError, KeyError, ...
-            self._problem(node, f"bad value {node.value!r} for tag {node.tag}: {getattr(exc, 'problem', None) or exc}")
+            shown = node.value if len(node.value) <= 80 else node.value[:60] + f"… ({len(node.value)} characters)"
+            reason = str(getattr(exc, 'problem', None) or exc)
+            self._problem(node, f"bad value {shown!r} for tag {node.tag}: {reason[:200]}")
             return None
         if not isinstance(value, JSON_SCALARS):
             self._problem(node, f"a {type(value).__name__} value is not allowed here (workflow data must be JSON)")

@@ -7,11 +7,42 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData,
-                        PrimaryKeyConstraint, String, Text, UniqueConstraint)
+                        PrimaryKeyConstraint, String, Text, TypeDecorator, UniqueConstraint)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+class SQLiteJSON(TypeDecorator):
+    """JSON in SQLite, stored as a BLOB of its text. A JSON column has NUMERIC affinity there, so
+    a bare number written as text was converted: 2**63 read back as a float, 2.0 as the integer 2.
+    A BLOB is kept as written. Rows written before (text, or a converted number) still read."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        to_text = self.impl_instance.bind_processor(dialect)
+
+        def process(value: Any) -> Any:
+            value = to_text(value) if to_text else value
+            return value.encode() if isinstance(value, str) else value
+
+        return process
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        from_text = self.impl_instance.result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if isinstance(value, (int, float)):
+                return value  # written before this type: already converted by SQLite
+            if isinstance(value, bytes):
+                value = value.decode()
+            return from_text(value) if from_text else value
+
+        return process
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql").with_variant(SQLiteJSON(), "sqlite")
 # Ids of rows written at step rate: bigint on PostgreSQL (int4 runs out in weeks at 10^3 rows/s);
 # on SQLite only INTEGER PRIMARY KEY is the auto-incrementing rowid, which is 64-bit anyway.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

@@ -2,24 +2,24 @@
 // results and errors are user data.
 "use strict";
 
+// Auth is the session cookie the login form sets (HttpOnly: no script here ever sees the token,
+// and it never goes into a URL); the browser sends it with these same-origin requests.
 const Orch = (() => {
-  const token = new URLSearchParams(location.search).get("token") || "";
   const TERMINAL = ["succeeded", "failed", "canceled"];
 
-  function withToken(path) {
-    if (!token) return path;
-    return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+  function signIn() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
   }
 
   async function api(method, path, body) {
     const headers = {Accept: "application/json"};
-    if (token) headers.Authorization = "Bearer " + token;
-    const init = {method, headers, cache: "no-store"};
+    const init = {method, headers, cache: "no-store", credentials: "same-origin"};
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
     const response = await fetch(path, init);
+    if (response.status === 401) signIn();  // a token is set and this browser has not signed in
     const text = await response.text();
     let data = text;
     try { data = text ? JSON.parse(text) : null; } catch (e) { /* not JSON: keep the text */ }
@@ -87,6 +87,6 @@ const Orch = (() => {
     return head + "\n" + (typeof response.data === "string" ? response.data : json(response.data));
   }
 
-  return {token, TERMINAL, withToken, api, el, text, badge, setBadge, statusClass, when, seconds, duration, json,
+  return {TERMINAL, signIn, api, el, text, badge, setBadge, statusClass, when, seconds, duration, json,
           show, describe};
 })();

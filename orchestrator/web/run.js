@@ -10,7 +10,6 @@
   let view = null, summary = null, source = null, pollTimer = null, lastEvent = 0;
 
   $("run-id").textContent = runId;
-  $("back").setAttribute("href", Orch.withToken("/"));
 
   function render(next) {
     summary = next;
@@ -88,7 +87,7 @@
   function follow() {
     stopFollowing();
     if (!window.EventSource) return poll();
-    source = new EventSource(Orch.withToken(base + "/events"));
+    source = new EventSource(base + "/events")  // same origin: sends the session cookie;
     feedState.textContent = "live";
     source.addEventListener("summary", (event) => render(JSON.parse(event.data)));
     source.addEventListener("lifecycle", (event) => addEvent(JSON.parse(event.data)));
@@ -96,7 +95,7 @@
     source.addEventListener("gone", () => { stopFollowing(); loadOnce(); });
     source.addEventListener("timeout", () => { stopFollowing(); follow(); });
     source.addEventListener("error", () => {
-      if (source && source.readyState === EventSource.CLOSED) poll();  // refused (e.g. 401): poll instead
+      if (source && source.readyState === EventSource.CLOSED) poll();  // refused (e.g. 401): polling signs in
     });
   }
 

@@ -9,7 +9,7 @@
   const startResponse = document.getElementById("start-response");
 
   function row(run) {
-    const link = Orch.el("a", {href: Orch.withToken("/runs/" + encodeURIComponent(run.id))}, run.id);
+    const link = Orch.el("a", {href: "/runs/" + encodeURIComponent(run.id)}, run.id);
     return Orch.el("tr", {"data-run": run.id},
       Orch.el("td", {class: "id"}, link), Orch.el("td", {}, run.workflow), Orch.el("td", {}, Orch.badge(run.status)),
       Orch.el("td", {class: "time"}, Orch.when(run.created_at)), Orch.el("td", {class: "time"}, Orch.when(run.finished_at)),
@@ -44,7 +44,7 @@
     startResponse.replaceChildren(Orch.text(Orch.describe("start", response)));
     if (response.ok && response.data && response.data.id) {
       startResponse.append(Orch.text("\n"),
-        Orch.el("a", {href: Orch.withToken("/runs/" + encodeURIComponent(response.data.id))}, "open the run"));
+        Orch.el("a", {href: "/runs/" + encodeURIComponent(response.data.id)}, "open the run"));
     }
     Orch.show(startResponse, true);
     refresh();

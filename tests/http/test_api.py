@@ -81,7 +81,7 @@ def test_register_rejects_bad_definitions_with_one_line_messages(client):
     both = client.post("/api/workflows", json={"yaml": REGISTERED, "path": "x.yaml"})
     assert both.status_code == 422 and "exactly one" in both.json()["detail"]
     missing = client.post("/api/workflows", json={"path": "/nowhere/none.yaml"})
-    assert missing.status_code == 422 and "no such workflow file" in missing.json()["detail"]
+    assert missing.status_code == 422 and "no workflow file" in missing.json()["detail"]
 
 
 def test_start_list_summary_and_graph(client, worker):
@@ -199,18 +199,45 @@ def test_token_is_required_when_configured(orchestrator_env, monkeypatch):
     assert "/api/runs/{run_id}/events" in client.get("/api/openapi.json", headers=good).json()["paths"]
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers=good).status_code == 200
-    # EventSource and page loads cannot set headers: ?token= works there (404: past auth, no such run).
+    # The token never travels in a URL (access logs keep URLs): not even for the live feed.
     assert client.get("/api/runs/nope/events").status_code == 401
-    assert client.get("/api/runs/nope/events", params={"token": TOKEN}).status_code == 404
-    assert client.get("/").status_code == 401
-    assert client.get("/", params={"token": TOKEN}).status_code == 200
-    assert client.get("/runs/x", params={"token": TOKEN}).status_code == 200
-    assert client.get("/static/run.js").status_code == 200  # assets hold no data
+    assert client.get("/api/runs/nope/events", params={"token": TOKEN}).status_code == 401
+    assert client.get("/api/runs/nope/events", headers=good).status_code == 404  # past auth, no such run
+    # Pages and assets hold no data: they load, and their scripts sign in when the API says 401.
+    for page in ("/", "/runs/x", "/login", "/static/run.js", "/static/login.js"):
+        assert client.get(page).status_code == 200, page
 
     monkeypatch.setenv("ORCHESTRATOR_API_TOKEN", "from-env")
     from_env = TestClient(create_app())
     assert from_env.get("/api/runs").status_code == 401
     assert from_env.get("/api/runs", headers={"Authorization": "Bearer from-env"}).status_code == 200
+
+
+def test_the_login_form_sets_an_http_only_same_site_cookie(orchestrator_env):
+    from fastapi.testclient import TestClient
+
+    from orchestrator.http import create_app
+
+    client = TestClient(create_app(token=TOKEN), follow_redirects=False)
+    wrong = client.post("/login", data={"token": "nope", "next": "/runs/abc"})
+    assert wrong.status_code == 303 and wrong.headers["location"] == "/login?wrong=1&next=%2Fruns%2Fabc"
+    assert "set-cookie" not in wrong.headers and client.get("/api/runs").status_code == 401
+    good = client.post("/login", data={"token": TOKEN, "next": "/runs/abc"})
+    assert good.status_code == 303 and good.headers["location"] == "/runs/abc"
+    cookie = good.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie, cookie
+    assert TOKEN not in cookie  # derived from the token: not usable as the bearer token
+    assert client.get("/api/runs").status_code == 200  # the cookie jar sends it
+    assert client.get("/api/runs/nope/events").status_code == 404
+    session = client.cookies.get("orchestrator_session")
+    assert client.get("/api/runs", headers={"Authorization": f"Bearer {session}"}).status_code == 401
+    assert client.post("/logout").status_code == 303 and client.get("/api/runs").status_code == 401
+    client.cookies.set("orchestrator_session", "forged")
+    assert client.get("/api/runs").status_code == 401
+    # `next` stays on this server; a login from another site is refused (no login CSRF).
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "runs"):
+        assert client.post("/login", data={"token": TOKEN, "next": target}).headers["location"] == "/"
+    assert client.post("/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}).status_code == 403
 
 
 def read_events(client, path: str) -> list[tuple[str, object]]:

@@ -199,3 +199,94 @@ def test_embedded_engine_ends_an_attempt_on_time(embedded_dir):
     assert [(t["name"], t["status"]) for t in summary["tasks"]] == [("slow", "timed_out"), ("after", "succeeded")]
     assert summary["tasks"][0]["error"] == "timed out after 1 s (no report from the worker)"
     assert summary["output"] == {"after": "recovered"}
+
+
+ASK = textwrap.dedent("""
+    version: "1.0"
+    tasks:
+      - {name: approve, action: core.ask, input: {prompt: "ok?", schema: {type: object}}}
+""")
+
+
+def test_operations_in_the_wrong_state_exit_2_with_one_line(orchestrator_env):
+    """A run waiting on core.ask needs no worker; a finished run refuses every operation."""
+    from orchestrator import submit
+
+    run = submit(ASK)
+    resumed = cli("resume", run.id, env=orchestrator_env)
+    assert resumed.returncode == 2 and resumed.stderr.strip() == (
+        f"error: cannot resume run {run.id}: it is running (only a paused run can be resumed)")
+    assert cli("respond", run.id, "approve", "--data", "{}", env=orchestrator_env).returncode == 0
+    assert run.status() == "succeeded"
+    for op in ("pause", "resume", "cancel", "rerun"):
+        result = cli(op, run.id, env=orchestrator_env)
+        assert result.returncode == 2, (op, result)
+        assert len(result.stderr.strip().splitlines()) == 1 and "succeeded" in result.stderr, result.stderr
+    answered = cli("respond", run.id, "approve", "--data", "{}", env=orchestrator_env)
+    assert answered.returncode == 2 and "it is succeeded" in answered.stderr
+
+
+def test_rerun_from_the_same_task_twice_runs_it_once(worker, orchestrator_env, test_redis):
+    """`--from X --from X` (and the API's `from: [X, X]`) start X once: tests.count counts runs."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from orchestrator import RunHandle, submit
+    from orchestrator.http import create_app
+
+    key = uuid.uuid4().hex
+    run = submit(textwrap.dedent(f"""
+        version: "1.0"
+        tasks:
+          - {{name: counted, action: tests.count, input: {{key: "{key}"}}, next: [{{do: boom}}]}}
+          - {{name: boom, action: tests.flaky, input: {{key: "{key}", failures: 2}}}}
+    """))
+    assert run.wait(30)["status"] == "failed"
+    assert int(test_redis.get(f"count:{key}")) == 1
+    result = cli("rerun", run.id, "--from", "counted", "--from", "counted", env=orchestrator_env)
+    assert result.returncode == 0, result.stderr
+    summary = RunHandle(run.id).wait(30)
+    assert summary["status"] == "failed" and int(test_redis.get(f"count:{key}")) == 2, summary
+    with TestClient(create_app(token="")) as client:
+        response = client.post(f"/api/runs/{run.id}/rerun", json={"from": ["counted", "counted"]})
+    assert response.status_code == 200, response.text
+    summary = RunHandle(run.id).wait(30)
+    assert summary["status"] == "succeeded" and int(test_redis.get(f"count:{key}")) == 3, summary
+    assert [t["name"] for t in summary["tasks"]].count("counted") == 3
+
+
+def test_parameters_over_the_input_limit_exit_2(embedded_dir):
+    flow = embedded_dir / "ask.yaml"
+    flow.write_text(ASK)
+    env = {"ORCHESTRATOR_MAX_INPUT_BYTES": "100", "ORCHESTRATOR_HOME": str(embedded_dir / "home")}
+    result = cli("run", str(flow), "-p", "blob=" + "x" * 100, env=env, cwd=embedded_dir)
+    assert result.returncode == 2, result
+    assert result.stderr.strip() == "error: params: 112 bytes of JSON, over the limit of 100 (ORCHESTRATOR_MAX_INPUT_BYTES)"
+    nul = cli("run", str(flow), "--params-json", '{"a": "x\\u0000y"}', env=env, cwd=embedded_dir)
+    assert nul.returncode == 2 and "params.a: contains a NUL character" in nul.stderr, nul
+    listed = cli("list", env=env, cwd=embedded_dir)
+    assert listed.returncode == 0 and "ask" not in listed.stdout  # nothing was stored
+
+
+def test_embedded_mode_keeps_numbers_exact(embedded_dir):
+    """SQLite's JSON columns have NUMERIC affinity: a bare number stored as text came back
+    converted (2**63 as a float, 2.0 as the integer 2)."""
+    flow = embedded_dir / "big.yaml"
+    flow.write_text(textwrap.dedent("""
+        version: "1.0"
+        tasks:
+          - {name: big, action: core.echo, input: {message: "{{ 2**63 }}"}}
+          - {name: huge, action: core.echo, input: {message: "{{ 10**30 + 1 }}"}}
+          - {name: two, action: core.echo, input: {message: "{{ 2.0 }}"}}
+          - {name: tiny, action: core.echo, input: {message: "{{ -(2**63) - 1 }}"}}
+        output_map: {big: "{{ task.big.result }}"}
+    """))
+    result = cli("run", str(flow), "--json", cwd=embedded_dir)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    results = {t["name"]: t["result"] for t in summary["tasks"]}
+    assert results == {"big": 2**63, "huge": 10**30 + 1, "two": 2.0, "tiny": -(2**63) - 1}, results
+    assert isinstance(results["two"], float) and summary["output"] == {"big": 2**63}
+    status = cli("status", summary["id"], "--json", cwd=embedded_dir)
+    assert json.loads(status.stdout)["tasks"] == summary["tasks"]
