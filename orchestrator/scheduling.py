@@ -26,11 +26,13 @@ __all__ = ["add_schedule", "list_schedules", "get_schedule", "remove_schedule", 
 
 
 def add_schedule(name: str, workflow: str, *, every: float | None = None, cron: str | None = None,
-                 params: dict[str, Any] | None = None, timezone: str = "UTC", missed: str = "coalesce") -> dict[str, Any]:
+                 params: dict[str, Any] | None = None, timezone: str = "UTC", missed: str = "coalesce",
+                 confined: bool = False) -> dict[str, Any]:
     """Store a schedule and return it as `list_schedules` shows it. Raises ScheduleInvalid (naming
-    the field), WorkflowNotFound, WorkflowInvalid, ParametersInvalid or ScheduleExists."""
+    the field), WorkflowNotFound, WorkflowInvalid, ParametersInvalid or ScheduleExists. `confined`
+    (the HTTP API): the workflow is found as `resolve(..., confined=True)` finds it."""
     spec = check(ScheduleSpec(name, workflow, params or {}, every, cron, timezone or "UTC", missed or "coalesce"))
-    resolve_params(resolve(spec.workflow), spec.params)  # the workflow exists and takes these parameters
+    resolve_params(resolve(spec.workflow, confined=confined), spec.params)  # the workflow exists and takes these parameters
     sup = supervisor()
     with sup.db.transaction() as conn:
         return rows.add(conn, spec, utcnow())

@@ -81,3 +81,14 @@ def test_list_json_prints_what_the_http_list_returns(deploy_worker, deploy_env, 
     [entry] = json.loads(printed.stdout)
     assert set(entry) == {"id", "workflow", "status", "created_at", "finished_at", "error"}
     assert entry["id"] == run.id and entry["status"] == "succeeded"
+
+
+def test_http_schedules_read_no_file_outside_the_workflow_folders(client, tmp_path):
+    """As for starting runs over HTTP: a path outside ORCHESTRATOR_WORKFLOWS is 'not found'
+    without being opened, and nothing of the file is echoed."""
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("version: '1.0'\ntasks:\n  - {name: leaked-task-name, action: core.noop}\n")
+    refused = client.post("/api/schedules", json={"name": "x", "workflow": str(secret), "every": 60})
+    assert refused.status_code == 422 and refused.json()["field"] == "workflow"
+    assert "leaked-task-name" not in refused.text
+    assert client.get("/api/schedules").json() == []
