@@ -16,15 +16,21 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
+from .engine import storable
+
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
 
 log = logging.getLogger("orchestrator.runner")
 
 
 def envelope(call: dict[str, Any], status: str, result: Any = None, error: str | None = None) -> dict[str, Any]:
-    """What the supervisor receives: the call's identity plus its outcome."""
-    return {"run": call["run"], "seq": call["seq"], "attempt": call["attempt"], "item": call.get("item"),
-            "task": call.get("task"), "status": status, "result": result, "error": error}
+    """What the supervisor receives: the call's identity plus its outcome (and the outbox row
+    its step may delete, when the call's message carried one)."""
+    found = {"run": call["run"], "seq": call["seq"], "attempt": call["attempt"], "item": call.get("item"),
+             "task": call.get("task"), "status": status, "result": result, "error": error}
+    if call.get("outbox"):
+        found["outbox"] = call["outbox"]
+    return found
 
 
 def describe(exc: BaseException) -> str:
@@ -137,10 +143,12 @@ def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_
         return envelope(call, FAILED, error=f"bad input for {call['action']}: {exc}")
     except Exception as exc:  # the action's own failure, reported as data
         return envelope(call, FAILED, error=describe(exc))
-    try:
-        size = len(json.dumps(result))
-    except (TypeError, ValueError) as exc:
-        return envelope(call, FAILED, error=f"result of {call['action']} is not JSON: {exc}")
+    text, why = storable.encode(result)
+    if why:
+        return envelope(call, FAILED, error=f"result of {call['action']} cannot be stored: {why}")
+    size = len(text)
+    if max_result_bytes is not None and size * 4 > max_result_bytes:
+        size = len(text.encode("utf-8"))
     if max_result_bytes is not None and size > max_result_bytes:
         return envelope(call, FAILED, error=f"result of {call['action']} is {size} bytes, over the limit of "
                                             f"{max_result_bytes} (ORCHESTRATOR_MAX_RESULT_BYTES)")

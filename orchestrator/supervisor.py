@@ -8,6 +8,7 @@ step writes nothing. Timers are rows deleted under the same lock when they fire,
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -16,9 +17,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from .canvas import Canvas
 from .config import Settings
-from .engine.commands import (CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired,
+from .engine import storable
+from .engine.commands import (CallLost, CallPaused, Control, Dispatch, ExecutionEnded, ItemEnded, StatusChanged, Event,
+                              Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, VariablesSet,
                               from_data, to_data)
 from .engine.conductor import WATCHES, parse_timer_key
 from .engine.conductor import RunInfo
@@ -31,9 +36,19 @@ from .engine.validate import Workflow
 from .registry import WorkflowNotFound, compile_workflow
 from .secrets import Redactor
 from .store import Database, RunStore
+from .store import liveness
 from .store.runs import TERMINAL, StoredItems, iso, utcnow
 
 log = logging.getLogger("orchestrator.supervisor")
+
+# Database errors worth retrying: the server or the connection went away, a lock or statement
+# timed out, a deadlock or serialization failure. Anything else (a value refused, a constraint,
+# a statement that cannot run) fails the same way every time: it is not retried.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_DB_ERRORS) or bool(getattr(exc, "connection_invalidated", False))
 
 
 @dataclass
@@ -45,6 +60,7 @@ class _Outcome:
     commands: list[Any]
     parent: dict[str, Any] | None = None
     events: list[LifecycleEvent] = field(default_factory=list)
+    resent: bool = False  # its calls were sent before and lost (or may have been): workers check them
 
 
 class _PendingIds:
@@ -99,6 +115,11 @@ class Supervisor:
         self.find_workflow = find_workflow or (lambda name: None)
         self._workflow_by_definition = lru_cache(maxsize=256)(self._load_definition)
         self._carried_out = _PendingIds(self.flush_carried_out, interval=min(2.0, settings.outbox_grace / 5))
+        # True in worker processes, which live long enough for carried-out outbox rows to be
+        # deleted lazily; elsewhere (the CLI, a script) a row no call message carries is deleted
+        # before returning.
+        self.long_lived = False
+        atexit.register(self._flush_quietly)
 
     # Starting -------------------------------------------------------------------------------
 
@@ -108,6 +129,9 @@ class Supervisor:
         Raises ParametersInvalid before anything is written. `parent` names the calling task
         ({run, seq, attempt, item}) of a sub-workflow run."""
         resolved = resolve_params(workflow, params)
+        why = storable.problem(resolved)
+        if why:
+            raise ParametersInvalid(f"parameters cannot be stored: {why}")
         now = utcnow()
         with self.db.transaction() as conn:
             definition_id = self.store.save_definition(conn, workflow.name, workflow.text, workflow.source)
@@ -115,8 +139,9 @@ class Supervisor:
                 return run_id
             conductor = conductor_for(workflow, self._run_info(run_id, resolved, iso(now)))
             state, commands = conductor.start()
+            commands = self._storable_start(conductor, state, commands)
             outcome = _Outcome(run_id, workflow.name, commands, parent)
-            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands, started_at=now,
+            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, outcome.commands, started_at=now,
                                                               outbox=self._effects(outcome))
         self._finish(outcome, outbox_id)
         return run_id
@@ -124,40 +149,72 @@ class Supervisor:
     def record_rejected(self, run_id: str, workflow: str, error: str, params: dict[str, Any] | None = None) -> None:
         """A start that cannot run (unknown workflow, bad parameters) still leaves a failed run,
         so whoever holds its id can see why."""
+        params = params or {}
+        if storable.problem(params):
+            params = {}  # the error says why; what cannot be stored is not kept
         with self.db.transaction() as conn:
-            if self.store.create_run(conn, run_id, workflow, None, params or {}, status="failed", error=error):
+            if self.store.create_run(conn, run_id, workflow, None, params, status="failed", error=error):
                 self.store.record_events(conn, run_id, [LifecycleEvent("workflow.failed", message=error)])
 
     # Events ---------------------------------------------------------------------------------
 
-    def complete(self, envelopes: Iterable[dict[str, Any]]) -> None:
-        """Apply action envelopes (one, or a fan-in's batch) to their runs."""
+    def complete(self, envelopes: Iterable[dict[str, Any]], fan_in: bool = False, skip_locked: bool = False) -> bool:
+        """Apply action envelopes (one, or a fan-in's batch) to their runs. A fan-in's envelopes
+        were also kept in `call_outcomes`; the step deletes those rows. False when a run was
+        busy and `skip_locked` left it for later."""
         by_run: dict[str, list[Event]] = defaultdict(list)
+        forget: dict[str, list[int]] = defaultdict(list)
         for envelope in envelopes:
             if isinstance(envelope, dict) and "run" in envelope:
                 by_run[envelope["run"]].append(TaskEnded(
                     seq=envelope["seq"], attempt=envelope["attempt"], status=envelope["status"],
                     result=envelope.get("result"), error=envelope.get("error"), item=envelope.get("item")))
+                if envelope.get("outbox"):
+                    forget[envelope["run"]].append(envelope["outbox"])
             else:
                 log.warning("ignoring malformed completion %r", envelope)
+        done = True
         for run_id, events in by_run.items():
-            self._step(run_id, lambda conn: events)
+            calls = [(e.seq, e.attempt, e.item) for e in events] if fan_in else None
+            done = self._step(run_id, lambda conn, events=events: events, skip_locked=skip_locked,
+                              forget=forget.get(run_id, []), drop_outcomes=calls) and done
+        return done
 
-    def fire_timers(self, run_id: str, keys: list[str] | None = None) -> None:
+    def fire_timers(self, run_id: str, keys: list[str] | None = None, skip_locked: bool = False) -> bool:
         """Fire the run's due timers (the named ones, or all that are due)."""
-        self._step(run_id, lambda conn: [self._timer_event(conn, run_id, k)
-                                         for k in self.store.take_due_timers(conn, run_id, keys)])
+        return self._step(run_id, lambda conn: [self._timer_event(conn, run_id, k)
+                                                for k in self.store.take_due_timers(conn, run_id, keys)],
+                          skip_locked=skip_locked)
+
+    def fire_due_timers(self, budget: float = 1.0, batch: int = 200) -> int:
+        """The timer sweep (housekeeping, once per interval for the deployment): fire the timers
+        that are due, most overdue first, for up to `budget` seconds. A run another step holds is
+        skipped, not waited for; its timers stay due for the next sweep."""
+        deadline = time.monotonic() + budget
+        fired = 0
+        with self.db.reading() as conn:
+            runs = liveness.due_timer_runs(conn, batch)
+        for run_id in runs:
+            if time.monotonic() > deadline:
+                break
+            self.fire_timers(run_id, skip_locked=True)
+            fired += 1
+        return fired
 
     def _timer_event(self, conn: Any, run_id: str, key: str) -> Event:
-        """A watched call went quiet: look at what its worker left. A finished call whose report
-        was lost is applied from its trace; otherwise the conductor learns whether it runs.
-        A sub-workflow call's trace is its child run."""
+        """A watched call went quiet: find out what became of it. A finished call whose report
+        was lost is applied from what it left (its child run's outcome, its fan-in outcome row, its
+        trace); a call a live worker holds is running; otherwise it is lost (the conductor sends
+        it again)."""
         if key.split(":", 1)[0] not in WATCHES:
             return TimerFired(key)
         _, seq, attempt, item = parse_timer_key(key)
-        child = self.store.status(conn, child_run_id(run_id, seq, attempt, item))
+        ended = self._ended_elsewhere(conn, run_id, seq, attempt, item)
+        if ended is not None:
+            return ended
+        child = self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item))
         if child is not None:
-            return TimerFired(key, running=True)  # a finished child reports through the outbox
+            return TimerFired(key, running=True)
         try:
             trace = self.canvas.trace(run_id, seq, attempt, item)
         except Exception as exc:  # the backend cannot tell: let the conductor be cautious
@@ -166,28 +223,69 @@ class Supervisor:
         if isinstance(trace, dict):
             return TaskEnded(seq=seq, attempt=attempt, status=trace["status"], result=trace.get("result"),
                              error=trace.get("error"), item=item)
-        return TimerFired(key, running=trace == "running")
+        if trace == "running" or self.held(conn, call_id(run_id, seq, attempt, item)):
+            return TimerFired(key, running=True)
+        return TimerFired(key, running=False)
 
-    def tick(self, limit: int = 500) -> int:
-        """The reconciler: fire every due timer of every run, and carry out what a crashed process
-        committed but never published. Returns how many runs had a due timer."""
+    def _ended_elsewhere(self, conn: Any, run_id: str, seq: int, attempt: int, item: int | None) -> TaskEnded | None:
+        """The outcome of a call that ended without its report reaching the run: a sub-workflow
+        call's finished child run, or a fan-in call's kept outcome."""
+        child = self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item))
+        if child is not None:
+            if child.status not in TERMINAL:
+                return None
+            if child.status == "succeeded":
+                return TaskEnded(seq, attempt, "succeeded", child.output, None, item)
+            return TaskEnded(seq, attempt, "failed", None,
+                             f"sub-workflow '{child.workflow}' ({child_run_id(run_id, seq, attempt, item)}) "
+                             f"{child.status}: {child.error}", item)
+        kept = liveness.outcome(conn, run_id, seq, attempt, item)
+        if kept is not None:
+            return TaskEnded(seq, attempt, kept["status"], kept.get("result"), kept.get("error"), item)
+        return None
+
+    def held(self, conn: Any, task_id: str, besides: tuple[str, int] | None = None, retries: int = 0,
+             running_only: bool = False) -> bool:
+        """Whether a live worker holds this call, by its last heartbeat. `besides` leaves out
+        one delivery (hostname, pool process id); `retries` counts only deliveries at least this
+        far along (an older one was lost before this one was sent); `running_only` counts only
+        deliveries that started running."""
+        for worker in liveness.live_workers(conn, self.settings.worker_timeout):
+            for entry in worker.calls or ():
+                held_id, pid, running = entry[0], entry[1], entry[2]
+                held_retries = entry[3] if len(entry) > 3 else 0
+                if held_id != task_id or held_retries < retries or (running_only and not running):
+                    continue
+                if besides is not None and worker.hostname == besides[0] and pid == besides[1]:
+                    continue
+                return True
+        return False
+
+    def lose(self, run_id: str, seq: int, attempt: int, item: int | None, reason: str) -> bool:
+        """A call no live worker holds and whose message is gone: the conductor sends it again
+        (or, while canceling, ends it); a call no longer in flight changes nothing."""
+        def events_of(conn: Any) -> list[Event]:
+            ended = self._ended_elsewhere(conn, run_id, seq, attempt, item)
+            if ended is not None:
+                return [ended]
+            if self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item)) is not None:
+                return []  # a sub-workflow call: its child run goes on
+            return [CallLost(seq, attempt, item, reason)]
+
+        return self._step(run_id, events_of, resent=True)
+
+    def in_flight(self, run_id: str) -> set[tuple[int, int, int | None]] | None:
+        """The run's calls out on workers, read without a lock (None: no such run, or it ended)."""
         with self.db.reading() as conn:
-            runs = self.store.due_runs(conn, limit)
-        for run_id in runs:
-            self.fire_timers(run_id)
-        self.reconcile_outbox()
-        return len(runs)
+            run = self.store.read_run(conn, run_id)
+            if run is None or run.definition_id is None or run.status in TERMINAL:
+                return None
+            return self._calls(conn, run)
 
-    def reconcile_outbox(self) -> int:
-        with self.db.transaction() as conn:
-            rows = self.store.stale_outbox(conn, self.settings.outbox_grace)
-            for row in rows:
-                log.warning("carrying out effects of run %s left unpublished (outbox %s)", row.run_id, row.id)
-                payload = row.payload
-                self._carry_out(_Outcome(row.run_id, payload["workflow"],
-                                         [from_data(c) for c in payload["commands"]], payload.get("parent")))
-                self.store.remove_outbox(conn, row.id)
-        return len(rows)
+    def _calls(self, conn: Any, run: Any) -> set[tuple[int, int, int | None]]:
+        workflow = self._workflow_by_definition(run.definition_id)
+        state = self.store.load_state(conn, run)
+        return set(self._conductor(conn, run, workflow).calls(state))
 
     # Operations -----------------------------------------------------------------------------
 
@@ -213,41 +311,58 @@ class Supervisor:
             if not self.store.run_exists(conn, run_id):
                 raise LookupError(f"no run with id {run_id}")
 
-    def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False) -> None:
-        # Outbox rows this process carried out are deleted by the next step's write instead of a
-        # commit of their own; they go back to the flusher unless that write commits.
-        forget = self._carried_out.take()
+    # One step -------------------------------------------------------------------------------
+
+    def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False,
+              skip_locked: bool = False, resent: bool = False, forget: list[int] | None = None,
+              drop_outcomes: list[tuple[int, int, int | None]] | None = None) -> bool:
+        """Lock, decide, write, commit, then carry out. Returns False only when `skip_locked`
+        found the run busy. A database error that retrying cannot fix (a value PostgreSQL refuses,
+        a constraint) fails the run with that error instead of failing every retry."""
+        # Outbox rows carried out earlier are deleted by this step's write instead of a commit
+        # of their own; they go back to the flusher unless that write commits.
+        forget = list(forget or ()) + self._carried_out.take()
         try:
-            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget)
+            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked, drop_outcomes)
+        except DBAPIError as exc:
+            self._carried_out.extend(forget)
+            if transient(exc):
+                raise
+            log.error("run %s: a step could not be stored: %s", run_id, exc)
+            self.fail_run(run_id, f"the run's state could not be stored: {_short(exc)}")
+            return True
         except BaseException:
             self._carried_out.extend(forget)
             raise
+        if outcome is _BUSY:
+            self._carried_out.extend(forget)
+            return False
         if outcome is None:
             self._carried_out.extend(forget)
-            return
+            return True
+        outcome.resent = resent
         self._finish(outcome, outbox_id)
+        return True
 
     def _decide_and_write(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool,
-                          forget: list[int]) -> tuple[_Outcome | None, int | None]:
+                          forget: list[int], skip_locked: bool = False,
+                          drop_outcomes: list[tuple[int, int, int | None]] | None = None) -> tuple[Any, int | None]:
         with self.db.transaction() as conn:
-            run = self.store.lock_run(conn, run_id)
+            run = self.store.lock_run(conn, run_id, skip_locked=skip_locked)
+            if run is None and skip_locked and self.store.run_exists(conn, run_id):
+                return _BUSY, None
+            if drop_outcomes:
+                liveness.drop_outcomes(conn, run_id, drop_outcomes)
             if run is None or run.definition_id is None or (run.status in TERMINAL and not reopen):
                 return None, None
             events = events_of(conn)
             if not events:
                 return None, None
             workflow = self._workflow_by_definition(run.definition_id)
-            state = self.store.load_state(conn, run)
-            conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
-                                      items=StoredItems(conn, run_id))
-            commands: list[Any] = []
-            if hasattr(conductor, "apply_all"):  # Orquesta: a batch completes, then ready tasks start
-                commands.extend(conductor.apply_all(state, events))
-            else:
-                for event in events:
-                    commands.extend(conductor.apply(state, event))
+            commands = self._decide(conn, run, workflow, events)
             if not commands:
                 return None, None  # stale or duplicate: nothing changes
+            state, commands = commands
             parent = None
             if run.parent_run_id:
                 parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
@@ -256,6 +371,80 @@ class Supervisor:
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
                                                               outbox=self._effects(outcome), forget=forget)
         return outcome, outbox_id
+
+    def _decide(self, conn: Any, run: Any, workflow: Workflow, events: list[Event]) -> tuple[Any, list[Any]] | None:
+        """The conductor's state and commands for `events`, with every value they would store
+        checked (engine/storable.py): a call whose input cannot be stored fails (without being
+        sent); a task whose result or published variables cannot be stored fails; a run whose
+        output cannot be stored fails. Values are checked here, at the one place both formats'
+        steps pass before they are written."""
+        dropped: set[tuple[int, int, int | None]] = set()
+        state, commands = self._apply(conn, run, workflow, events)
+        for _ in range(50):  # each round turns one unstorable value into a failure
+            commands = [c for c in commands
+                        if not (isinstance(c, Dispatch) and (c.seq, c.attempt, c.item) in dropped)]
+            if not commands:
+                return None
+            found = _unstorable(commands)
+            if found is None:
+                return state, commands
+            command, why = found
+            log.warning("run %s: %s", run.id, why)
+            if isinstance(command, Dispatch):  # the call fails before it is sent
+                dropped.add((command.seq, command.attempt, command.item))
+                failure = TaskEnded(command.seq, command.attempt, "failed", None, why, command.item)
+                commands = commands + self._more(conn, run, workflow, state, [failure])
+                continue
+            replaced = _as_failure(events, command, why)
+            if replaced is None:  # nothing to pin it on (the run's output): the run fails
+                return state, _failed_output(commands, why)
+            events = replaced
+            state, commands = self._apply(conn, run, workflow, events)
+        raise RuntimeError(f"run {run.id}: unstorable values kept coming")
+
+    def _conductor(self, conn: Any, run: Any, workflow: Workflow) -> Any:
+        return conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
+                             items=StoredItems(conn, run.id))
+
+    def _apply(self, conn: Any, run: Any, workflow: Workflow, events: list[Event]) -> tuple[Any, list[Any]]:
+        state = self.store.load_state(conn, run)
+        return state, self._more(conn, run, workflow, state, events)
+
+    def _more(self, conn: Any, run: Any, workflow: Workflow, state: Any, events: list[Event]) -> list[Any]:
+        conductor = self._conductor(conn, run, workflow)
+        if hasattr(conductor, "apply_all"):  # Orquesta: a batch completes, then ready tasks start
+            return list(conductor.apply_all(state, events))
+        commands: list[Any] = []
+        for event in events:
+            commands.extend(conductor.apply(state, event))
+        return commands
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        """End a run as failed outside the conductor (its state could not be stored): its calls
+        in flight are revoked, its timers dropped, its parent told."""
+        with self.db.transaction() as conn:
+            run = self.store.lock_run(conn, run_id)
+            if run is None or run.status in TERMINAL:
+                return
+            try:
+                calls = self._calls(conn, run)
+                state = self.store.load_state(conn, run)
+            except Exception:  # the state itself may be what cannot be read
+                calls, state = set(), None
+            commands: list[Any] = [Revoke(seq, attempt, item, terminate=True) for seq, attempt, item in sorted(
+                calls, key=lambda c: (c[0], c[1], -1 if c[2] is None else c[2]))]
+            commands.append(RunFinished("failed", None, error))
+            parent = None
+            if run.parent_run_id:
+                parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
+                          "item": run.parent_item}
+            outcome = _Outcome(run_id, run.workflow, commands, parent)
+            if state is None:
+                from .engine.state import WorkflowState
+                state = WorkflowState.from_dict({}, {})
+            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
+                                                              outbox=self._effects(outcome))
+        self._finish(outcome, outbox_id)
 
     # After commit ---------------------------------------------------------------------------
 
@@ -269,12 +458,25 @@ class Supervisor:
         return {"workflow": outcome.workflow, "parent": outcome.parent, "commands": [to_data(c) for c in effects]}
 
     def _finish(self, outcome: _Outcome, outbox_id: int | None) -> None:
+        """Carry out a committed step. Its outbox row is deleted by whoever can do it at no cost:
+        the worker that receives its last call message (with that call's own step), else this
+        process (lazily in a worker, at once in a short-lived process)."""
         crash_point("after_commit")
-        self._carry_out(outcome)
-        if outbox_id is not None:
-            self._carried_out.add(outbox_id)
+        carried_by_call = self.carry_out(outcome, outbox_id)
+        if outbox_id is not None and not carried_by_call:
+            if self.long_lived:
+                self._carried_out.add(outbox_id)
+            else:
+                self._forget_now([outbox_id])
         if self.events is not None:
             self.events.publish(outcome.run_id, outcome.workflow, outcome.events)
+
+    def _forget_now(self, ids: list[int]) -> None:
+        try:
+            with self.db.transaction() as conn:
+                self.store.remove_outbox_many(conn, ids)
+        except Exception as exc:  # the reconciler finds the row and checks its calls before resending
+            log.warning("could not clear carried-out outbox rows: %s", exc)
 
     def flush_carried_out(self) -> None:
         ids = self._carried_out.take()
@@ -282,7 +484,16 @@ class Supervisor:
             with self.db.transaction() as conn:
                 self.store.remove_outbox_many(conn, ids)
 
-    def _carry_out(self, outcome: _Outcome) -> None:
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush_carried_out()
+        except Exception:  # the process is exiting; the reconciler checks rows before resending
+            pass
+
+    def carry_out(self, outcome: _Outcome, outbox_id: int | None = None) -> bool:
+        """Publish what a committed step decided. Child runs, revokes and reports go first and
+        the calls last, so that the last call message, which carries `outbox_id`, is sent only
+        once everything else was: its receiver deletes the row. True when a message carries it."""
         calls: list[Dispatch] = []
         children: list[tuple[Dispatch, Workflow]] = []
         for command in outcome.commands:
@@ -293,7 +504,7 @@ class Supervisor:
                 else:
                     children.append((command, child))
             elif (isinstance(command, SetTimer) and command.seconds < self.settings.timer_fast_path
-                  and not command.key.startswith("lease:")):  # a lease is a slow safety net: the tick fires it
+                  and not command.key.startswith("lease:")):  # a lease is a slow safety net: the sweep fires it
                 self.canvas.send_timer(outcome.run_id, command.key, command.seconds)
             elif isinstance(command, Revoke):
                 self.canvas.revoke(outcome.run_id, command)
@@ -302,10 +513,12 @@ class Supervisor:
             elif isinstance(command, StatusChanged) and command.status == "paused" and outcome.parent:
                 parent = outcome.parent
                 self._step(parent["run"], lambda conn: [CallPaused(parent["seq"], parent["attempt"], parent["item"])])
-        if calls:
-            self.canvas.send(outcome.run_id, outcome.workflow, calls)
         for call, child in children:
             self._start_child(outcome.run_id, call, child)
+        if calls:
+            self.canvas.send(outcome.run_id, outcome.workflow, calls, resent=outcome.resent, outbox=outbox_id)
+            return outbox_id is not None
+        return False
 
     def _start_child(self, run_id: str, call: Dispatch, child: Workflow) -> None:
         """A task whose action names a workflow runs it as a child run; the child's output is the
@@ -326,6 +539,27 @@ class Supervisor:
 
     # Helpers --------------------------------------------------------------------------------
 
+    @staticmethod
+    def _storable_start(conductor: Any, state: Any, commands: list[Any]) -> list[Any]:
+        """A start's commands with unstorable values turned into failures (see _decide)."""
+        dropped: set[tuple[int, int, int | None]] = set()
+        for _ in range(50):
+            commands = [c for c in commands
+                        if not (isinstance(c, Dispatch) and (c.seq, c.attempt, c.item) in dropped)]
+            found = _unstorable(commands)
+            if found is None:
+                return commands
+            command, why = found
+            if not isinstance(command, Dispatch):
+                return _failed_output(commands, why)
+            dropped.add((command.seq, command.attempt, command.item))
+            failure = TaskEnded(command.seq, command.attempt, "failed", None, why, command.item)
+            if hasattr(conductor, "apply_all"):
+                commands = commands + list(conductor.apply_all(state, [failure]))
+            else:
+                commands = commands + list(conductor.apply(state, failure))
+        raise RuntimeError("unstorable values kept coming")
+
     def _run_info(self, run_id: str, params: dict[str, Any], started_at: str | None) -> RunInfo:
         return RunInfo(run_id, params, started_at or "", self.settings.config, self.settings.execution_limit,
                        self.settings.timeout_grace, self.settings.lease, self.settings.max_input_bytes)
@@ -335,5 +569,85 @@ class Supervisor:
             row = self.store.definition(conn, definition_id)
         return compile_workflow(row.text, row.source, row.name)
 
+
+_BUSY = object()  # a step's run was locked by another transaction and `skip_locked` left it
+
+
+def _same_delivery(worker: Any, pid: Any, delivery: tuple[str, int]) -> bool:
+    hostname, own_pid = delivery
+    return worker.hostname == hostname and pid == own_pid
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _unstorable(commands: list[Any]) -> tuple[Any, str] | None:
+    """The first command carrying a value that cannot be stored, and why."""
+    for command in commands:
+        if isinstance(command, Dispatch):
+            why = storable.problem(command.input)
+            if why:
+                return command, f"task '{command.task}': its input cannot be stored: {why}"
+        elif isinstance(command, (ExecutionEnded, ItemEnded)):
+            why = storable.problem(command.result)
+            if why:
+                return command, f"the result cannot be stored: {why}"
+        elif isinstance(command, VariablesSet):
+            why = storable.problem(command.values)
+            if why:
+                return command, f"published variables cannot be stored: {why}"
+        elif isinstance(command, RunFinished):
+            why = storable.problem(command.output)
+            if why:
+                return command, f"the workflow's output cannot be stored: {why}"
+    return None
+
+
+def _as_failure(events: list[Event], command: Any, why: str) -> list[Event] | None:
+    """The events again, with the one that produced `command` (a result or published variables
+    that cannot be stored) turned into the failure of its call; None when it cannot be pinned
+    on one call."""
+    if isinstance(command, (ExecutionEnded, ItemEnded)):
+        seq, item = command.seq, getattr(command, "item", None)
+        keys = [(e.seq, e.item) for e in events if isinstance(e, TaskEnded)]
+        match = [i for i, e in enumerate(events) if isinstance(e, TaskEnded) and e.seq == seq
+                 and (item is None or e.item == item)]
+        if not match and len(keys) == 1:
+            match = [next(i for i, e in enumerate(events) if isinstance(e, TaskEnded))]
+    elif isinstance(command, VariablesSet):
+        match = [i for i, e in enumerate(events) if isinstance(e, TaskEnded)]
+    else:
+        return None
+    if len(match) != 1:
+        return None
+    index = match[0]
+    event = events[index]
+    failure = TaskEnded(event.seq, event.attempt, "failed", None, why, event.item)
+    if event.status == "failed" and event.result is None and event.error == why:
+        return None  # already turned: give up on pinning it
+    return [*events[:index], failure, *events[index + 1:]]
+
+
+def _failed_output(commands: list[Any], why: str) -> list[Any]:
+    """The step's commands with the run failing instead of finishing with an unstorable output
+    (or, when the value cannot be pinned on a call, failing at once): calls this step would
+    have sent end unsent."""
+    out: list[Any] = []
+    for command in commands:
+        if isinstance(command, Dispatch):
+            out.append(ExecutionEnded(command.seq, command.task, command.attempt, "failed", None, why))
+        elif isinstance(command, (ExecutionEnded, ItemEnded)) and storable.problem(command.result):
+            out.append(ExecutionEnded(command.seq, getattr(command, "task", ""), getattr(command, "attempt", 1),
+                                      "failed", None, why) if isinstance(command, ExecutionEnded)
+                       else ItemEnded(command.seq, command.item, "failed", why))
+        elif not isinstance(command, (RunFinished, VariablesSet)):
+            out.append(command)
+    out.append(RunFinished("failed", None, why))
+    return out
+
+
+from .runner import call_id  # noqa: E402  (the canvas layer's id of a call)
 
 __all__ = ["Supervisor", "ParametersInvalid", "WorkflowInvalid", "WorkflowNotFound"]

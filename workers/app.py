@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from orchestrator.config import Settings, settings
+from orchestrator.housekeeping import install as install_housekeeping
 
 BUILTIN_MODULES = ("orchestrator.tasks", "workers.actions.core")
 
@@ -46,10 +47,15 @@ def configure(app: Celery, conf: Settings) -> None:
         timezone="UTC",
         enable_utc=True,
     )
+    if conf.broker_url and conf.broker_url.startswith(("amqp", "pyamqp")):
+        # RabbitMQ gives a dead connection's unacknowledged messages back at once; a host that
+        # vanishes without closing its TCP connections is noticed after ~2 missed heartbeats.
+        app.conf.broker_heartbeat = 20
 
 
 app = Celery("orchestrator", include=list(BUILTIN_MODULES), set_as_current=True)
 configure(app, settings())
+install_housekeeping(app)
 # Worker threads that resolve `current_app` (callbacks, chords) must find this app, not Celery's
 # default one (which would publish to amqp://localhost).
 app.set_default()

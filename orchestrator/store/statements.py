@@ -56,9 +56,11 @@ REMOVE_OUTBOX = text("DELETE FROM outbox WHERE id IN :ids").bindparams(bindparam
 
 # The run row and its variables in one round trip, the row locked (PostgreSQL only: SQLite
 # transactions are serialised by the process).
-LOCK_RUN_POSTGRES = text(
+READ_RUN_POSTGRES = text(
     "SELECT r.*, (SELECT jsonb_object_agg(v.name, v.value) FROM workflow_variables v WHERE v.run_id = r.id) "
-    "AS variables FROM workflow_runs r WHERE r.id = :run_id FOR UPDATE OF r")
+    "AS variables FROM workflow_runs r WHERE r.id = :run_id")
+LOCK_RUN_POSTGRES = text(READ_RUN_POSTGRES.text + " FOR UPDATE OF r")
+LOCK_RUN_POSTGRES_SKIP = text(LOCK_RUN_POSTGRES.text + " SKIP LOCKED")
 
 _JSON_COLUMNS = frozenset({"state", "output", "params"})
 _TIME_COLUMNS = frozenset({"updated_at", "started_at", "finished_at"})
