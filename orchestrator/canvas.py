@@ -18,6 +18,7 @@ from celery.canvas import Signature
 from .engine.commands import Dispatch, Revoke
 from .runner import call_id, read_trace
 
+OUTBOX_HEADER = "orchestrator_outbox"  # message header: the outbox row its receiver deletes
 HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) and the kill
 
 
@@ -35,11 +36,11 @@ class Canvas:
              outbox: int | None = None) -> None:
         """Publish the calls. `resent`: they may have been sent before (a lost message, a
         reconciled outbox row), so the worker checks each one before running it. `outbox`: the
-        id of the step's outbox row, carried by the last message sent, whose receiver deletes
-        the row (everything else was published by then)."""
+        id of the step's outbox row, carried in a header of the last message sent: the worker
+        that receives it deletes the row (everything else was published by then)."""
         singles: list[Signature] = []
         fan_ins: dict[str, list[Signature]] = {}
-        last: dict[str, Any] | None = None
+        last: Signature | None = None
         for call in calls:
             if call.barrier:
                 signature = self.signature(run_id, workflow, call, resent=resent)
@@ -49,11 +50,11 @@ class Canvas:
                                         bool(call.timeout))
                 singles.append(signature)
         if fan_ins:
-            last = list(fan_ins.values())[-1][-1].args[0]
+            last = list(fan_ins.values())[-1][-1]
         elif singles:
-            last = singles[-1].args[0]
+            last = singles[-1]
         if last is not None and outbox is not None:
-            last["outbox"] = outbox
+            last.set(headers={OUTBOX_HEADER: outbox})
         if len(singles) == 1:
             singles[0].apply_async()
         elif singles:
@@ -106,8 +107,10 @@ class Canvas:
         else:
             self.app.control.revoke(task_id)
 
-    def trace(self, run_id: str, seq: int, attempt: int, item: int | None) -> str | dict[str, Any] | None:
-        """What the worker left of a call: 'running', its envelope, or None (see runner.py)."""
+    def trace(self, run_id: str, seq: int, attempt: int, item: int | None
+              ) -> tuple[str, float] | dict[str, Any] | None:
+        """What the worker left of a call: ("running", age in seconds), its envelope, or None
+        (see runner.py)."""
         return read_trace(self.app, call_id(run_id, seq, attempt, item))
 
     def single(self, signature: Signature, time_limited: bool = False) -> Signature:

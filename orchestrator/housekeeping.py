@@ -54,7 +54,7 @@ class Housekeeper:
         self.started_at = datetime.now(timezone.utc)
         self._due: dict[str, float] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     @property
@@ -74,19 +74,23 @@ class Housekeeper:
         self.hostname = getattr(consumer, "hostname", None) or self.hostname
         self.run_duty("heartbeat")
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if not self._threads or not all(t.is_alive() for t in self._threads):
                 self._stop.clear()
-                self._thread = threading.Thread(target=self._loop, name="orchestrator-housekeeping", daemon=True)
-                self._thread.start()
+                # Two threads, so that a slow sweep never delays this worker's heartbeat.
+                self._threads = [
+                    threading.Thread(target=self._loop, args=(False,), name="orchestrator-heartbeat", daemon=True),
+                    threading.Thread(target=self._loop, args=(True,), name="orchestrator-housekeeping", daemon=True)]
+                for thread in self._threads:
+                    thread.start()
 
     def stop(self) -> None:
         """The worker stops: end the thread and remove this worker's row, so its calls no longer
         count as held (a warm shutdown gives its unstarted messages back to the broker)."""
         self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5)
-        self._thread = None
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(5)
+        self._threads = []
         try:
             from .store import liveness
 
@@ -95,20 +99,21 @@ class Housekeeper:
         except Exception as exc:
             log.warning("could not remove this worker's heartbeat row: %s", exc)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._next_wait()):
-            now = time.monotonic()
-            for duty in list(self.duties):
+    def _loop(self, shared: bool) -> None:
+        while not self._stop.wait(self._next_wait(shared)):
+            for duty in [d for d in self.duties if d.shared == shared]:
                 if self._stop.is_set():
                     return
+                now = time.monotonic()
                 if self._due.get(duty.name, 0.0) <= now:
                     self._due[duty.name] = now + duty.interval
                     self._attempt(duty)
 
-    def _next_wait(self) -> float:
-        if not self._due:
-            return 0.0
-        return max(0.05, min(0.5, min(self._due.values()) - time.monotonic()))
+    def _next_wait(self, shared: bool) -> float:
+        due = [self._due.get(d.name, 0.0) for d in self.duties if d.shared == shared]
+        if not due:
+            return 0.5
+        return max(0.05, min(0.5, min(due) - time.monotonic()))
 
     def run_duty(self, name: str) -> None:
         for duty in self.duties:
@@ -224,7 +229,9 @@ def _default_duties(keeper: Housekeeper) -> None:
     if redis is not None:
         keeper.add(Duty("orphans", conf.sweep_interval,
                         lambda: recovery.restore_abandoned(keeper.supervisor, redis)))
-        keeper.add(Duty("census", conf.sweep_interval, lambda: recovery.census(keeper.supervisor, redis)))
+    if redis is not None or is_redis(conf.effective_result_backend):
+        keeper.add(Duty("census", conf.sweep_interval,
+                        lambda: recovery.census(keeper.supervisor, redis, celery_app().backend)))
 
 
 def _heartbeat(keeper: Housekeeper, redis: Any) -> None:

@@ -36,7 +36,9 @@ log = logging.getLogger("orchestrator.recovery")
 @dataclass(frozen=True)
 class Verdict:
     """What to do with a call delivered again: `run` it, `skip` it (nothing to do), `apply` the
-    outcome it already has, or `fail` it with `error`."""
+    outcome it already has, `fail` it (with `reason`), or `defer` it: another delivery of it runs
+    on a worker that was alive a moment ago; look again later (if that worker died, its heartbeat
+    stops and the call runs here; if it finishes, the call is no longer in flight)."""
 
     action: str
     reason: str = ""
@@ -59,7 +61,7 @@ def on_redelivery(sup: Supervisor, call: dict[str, Any], hostname: str, pid: int
             return Verdict("apply", "it ended before; its outcome was kept", kept)
         if sup.held(conn, call_id(run_id, seq, attempt, item), besides=(hostname, pid), retries=retries,
                     running_only=True):
-            return Verdict("skip", "another delivery of it is running")
+            return Verdict("defer", "another delivery of it is running on a worker that was alive a moment ago")
     try:
         trace = sup.canvas.trace(run_id, seq, attempt, item)
     except Exception:  # the backend cannot tell: run it
@@ -85,8 +87,9 @@ def keep_outcome(sup: Supervisor, envelope: dict[str, Any]) -> bool:
 
 def reconcile_outbox(sup: Supervisor, limit: int = 100) -> int:
     """Carry out outbox rows a process left behind (it died between its commit and its publish,
-    or before deleting the row). Calls are sent again only while still in flight, marked as
-    possibly sent before; revokes and reports to a parent are repeated (both are idempotent)."""
+    or before deleting the row). Calls are sent again only while still in flight and held by no
+    live worker, marked as possibly sent before (the worker checks them); revokes and reports to
+    a parent are repeated (both are idempotent)."""
     done = 0
     with sup.db.transaction() as conn:
         for row in sup.store.stale_outbox(conn, sup.settings.outbox_grace, limit):
@@ -98,7 +101,8 @@ def reconcile_outbox(sup: Supervisor, limit: int = 100) -> int:
                 flying = sup._calls(conn, run)
             payload = row.payload
             commands = [from_data(c) for c in payload["commands"]]
-            kept = [c for c in commands if type(c).__name__ != "Dispatch" or (c.seq, c.attempt, c.item) in flying]
+            kept = [c for c in commands if type(c).__name__ != "Dispatch" or (
+                (c.seq, c.attempt, c.item) in flying and not sup.held(conn, call_id(row.run_id, c.seq, c.attempt, c.item)))]
             if len(kept) < len(commands) or any(type(c).__name__ == "Dispatch" for c in kept):
                 log.warning("carrying out effects of run %s left unpublished (outbox %s): %d of %d calls still "
                             "in flight", row.run_id, row.id, sum(type(c).__name__ == "Dispatch" for c in kept),
@@ -150,28 +154,56 @@ def drop_dead_workers(sup: Supervisor) -> int:
 CENSUS = "census"
 
 
-def census(sup: Supervisor, redis: RedisBroker) -> int:
-    """Redis broker: notice that Redis lost its data (its epoch marker is gone or changed), then
-    find the calls in flight whose messages went with it and send them again.
+def census(sup: Supervisor, redis: RedisBroker | None, backend: Any = None) -> int:
+    """Notice that Redis lost its data (an epoch marker key is gone or changed), then recover.
 
-    A call is lost when it was in flight before the check, and neither Redis (queued, or held
+    Broker (Redis): find the calls in flight whose messages went with it and send them again. A
+    call is lost when it was in flight before the check, and neither Redis (queued, or held
     unacknowledged) nor any live worker (by a heartbeat taken after the first look) has it, at two
     looks a heartbeat interval apart; the second look catches a message that was between the
     queue and a worker's unacked list at the first. The conductor ignores a CallLost for a call
-    that ended meanwhile."""
-    epoch, created = redis.epoch()
+    that ended meanwhile.
+
+    Result backend (Redis): chords lost their join state; for a while after the loss, fan-in
+    outcomes are applied without waiting for their chord (apply_left_outcomes)."""
     with sup.db.reading() as conn:
         known = liveness.remembered(conn, CENSUS) or {}
-    previous = known.get("epoch")
-    if previous is None:
-        _remember(sup, {"epoch": epoch})
+    broker = backend_epoch = None
+    broker_lost = backend_lost = False
+    if redis is not None:
+        broker, created = redis.epoch()
+        broker_lost = known.get("epoch") is not None and (created or broker != known["epoch"])
+    if backend is not None and hasattr(backend, "client"):
+        backend_epoch, created = _backend_epoch(backend)
+        backend_lost = known.get("backend") is not None and (created or backend_epoch != known["backend"])
+    value = dict(known, epoch=broker, backend=backend_epoch)
+    if broker_lost:
+        log.warning("the Redis broker lost its data: looking for the calls it held")
+        return _first_look(sup, redis, value)
+    if backend_lost:
+        log.warning("the Redis result backend lost its data: fan-in outcomes are applied without their chords")
+        _remember(sup, dict(value, recovering_until=time.time() + 4 * sup.settings.worker_timeout))
         return 0
-    if created or epoch != previous:
-        log.warning("the Redis broker lost its data (epoch %s -> %s): looking for the calls it held", previous, epoch)
-        return _first_look(sup, redis, epoch)
-    if known.get("phase") == "confirm":
-        return _second_look(sup, redis, known)
+    if known.get("phase") == "confirm" and redis is not None:
+        return _second_look(sup, redis, value)
+    if value != known:
+        _remember(sup, value)
     return 0
+
+
+def _backend_epoch(backend: Any) -> tuple[str, bool]:
+    import uuid
+
+    from .redis_broker import EPOCH_KEY
+
+    client = backend.client
+    value = client.get(EPOCH_KEY)
+    if value is None:
+        fresh = uuid.uuid4().hex
+        if client.set(EPOCH_KEY, fresh, nx=True):
+            return fresh, True
+        value = client.get(EPOCH_KEY)
+    return (value.decode() if isinstance(value, bytes) else str(value)), False
 
 
 def _remember(sup: Supervisor, value: dict[str, Any]) -> None:
@@ -179,7 +211,7 @@ def _remember(sup: Supervisor, value: dict[str, Any]) -> None:
         liveness.remember(conn, CENSUS, value)
 
 
-def _first_look(sup: Supervisor, redis: RedisBroker, epoch: str) -> int:
+def _first_look(sup: Supervisor, redis: RedisBroker, value: dict[str, Any]) -> int:
     candidates: dict[str, list[Any]] = {}
     after = ""
     while True:
@@ -194,8 +226,8 @@ def _first_look(sup: Supervisor, redis: RedisBroker, epoch: str) -> int:
     present = redis.call_ids()
     suspects = [c for task_id, c in candidates.items() if task_id not in present]
     now = time.time()
-    _remember(sup, {"epoch": epoch, "phase": "confirm", "at": now, "suspects": suspects,
-                    "recovering_until": now + 4 * sup.settings.worker_timeout})
+    _remember(sup, dict(value, phase="confirm", at=now, suspects=suspects,
+                        recovering_until=now + 4 * sup.settings.worker_timeout))
     return 0
 
 
@@ -217,7 +249,7 @@ def _second_look(sup: Supervisor, redis: RedisBroker, known: dict[str, Any]) -> 
             continue
         sup.lose(run_id, seq, attempt, item, "its message was lost with the broker's data")
         lost += 1
-    _remember(sup, {"epoch": known["epoch"], "recovering_until": known.get("recovering_until", 0)})
+    _remember(sup, {k: v for k, v in known.items() if k not in ("phase", "at", "suspects")})
     if lost:
         log.warning("sent again %d calls whose messages Redis lost", lost)
     return lost

@@ -24,13 +24,9 @@ log = logging.getLogger("orchestrator.runner")
 
 
 def envelope(call: dict[str, Any], status: str, result: Any = None, error: str | None = None) -> dict[str, Any]:
-    """What the supervisor receives: the call's identity plus its outcome (and the outbox row
-    its step may delete, when the call's message carried one)."""
-    found = {"run": call["run"], "seq": call["seq"], "attempt": call["attempt"], "item": call.get("item"),
-             "task": call.get("task"), "status": status, "result": result, "error": error}
-    if call.get("outbox"):
-        found["outbox"] = call["outbox"]
-    return found
+    """What the supervisor receives: the call's identity plus its outcome."""
+    return {"run": call["run"], "seq": call["seq"], "attempt": call["attempt"], "item": call.get("item"),
+            "task": call.get("task"), "status": status, "result": result, "error": error}
 
 
 def describe(exc: BaseException) -> str:
@@ -60,13 +56,26 @@ def _trace(app: Celery, call: dict[str, Any], value: str) -> None:
         log.warning("could not record the trace of call %s: %s", call.get("task"), exc)
 
 
-def read_trace(app: Celery, task_id: str) -> str | dict[str, Any] | None:
-    """'running', the envelope of a finished call, or None when there is no trace."""
+RUNNING = "running"
+
+
+def running_mark() -> str:
+    """The "running" trace, with when it was written: a call whose worker died leaves it behind,
+    so only a recent one (or a live worker's heartbeat) says the call runs."""
+    return f"{RUNNING} {time.time():.3f}"
+
+
+def read_trace(app: Celery, task_id: str) -> tuple[str, float] | dict[str, Any] | None:
+    """("running", seconds since it was written), the envelope of a finished call, or None when
+    there is no trace."""
     value = app.backend.get(trace_key(task_id))
     if value is None:
         return None
     value = value.decode() if isinstance(value, bytes) else value
-    return "running" if value == "running" else json.loads(value)
+    if value.startswith(RUNNING):
+        written = value[len(RUNNING):].strip()
+        return RUNNING, (time.time() - float(written)) if written else float("inf")
+    return json.loads(value)
 
 
 class _RunningTraces:
@@ -84,7 +93,7 @@ class _RunningTraces:
         key = call_id(call["run"], call["seq"], call["attempt"], call.get("item"))
         delay = call.get("trace_after", 0) or 0
         if delay <= 0:
-            _trace(app, call, "running")
+            _trace(app, call, running_mark())
             return key
         with self._lock:
             self._due[key] = (time.monotonic() + delay, app, call)
@@ -104,7 +113,7 @@ class _RunningTraces:
                 now = time.monotonic()
                 for key in [k for k, (at, _, _) in self._due.items() if at <= now]:
                     _, app, call = self._due.pop(key)
-                    _trace(app, call, "running")
+                    _trace(app, call, running_mark())
 
 
 _running = _RunningTraces()

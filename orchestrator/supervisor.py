@@ -131,7 +131,7 @@ class Supervisor:
         resolved = resolve_params(workflow, params)
         why = storable.problem(resolved)
         if why:
-            raise ParametersInvalid(f"parameters cannot be stored: {why}")
+            raise ParametersInvalid(workflow.name, [f"cannot be stored: {why}"])
         now = utcnow()
         with self.db.transaction() as conn:
             definition_id = self.store.save_definition(conn, workflow.name, workflow.text, workflow.source)
@@ -163,22 +163,24 @@ class Supervisor:
         were also kept in `call_outcomes`; the step deletes those rows. False when a run was
         busy and `skip_locked` left it for later."""
         by_run: dict[str, list[Event]] = defaultdict(list)
-        forget: dict[str, list[int]] = defaultdict(list)
         for envelope in envelopes:
             if isinstance(envelope, dict) and "run" in envelope:
                 by_run[envelope["run"]].append(TaskEnded(
                     seq=envelope["seq"], attempt=envelope["attempt"], status=envelope["status"],
                     result=envelope.get("result"), error=envelope.get("error"), item=envelope.get("item")))
-                if envelope.get("outbox"):
-                    forget[envelope["run"]].append(envelope["outbox"])
             else:
                 log.warning("ignoring malformed completion %r", envelope)
         done = True
         for run_id, events in by_run.items():
             calls = [(e.seq, e.attempt, e.item) for e in events] if fan_in else None
             done = self._step(run_id, lambda conn, events=events: events, skip_locked=skip_locked,
-                              forget=forget.get(run_id, []), drop_outcomes=calls) and done
+                              drop_outcomes=calls) and done
         return done
+
+    def carried_out(self, outbox_id: int) -> None:
+        """An outbox row whose effects were carried out (a worker received its last message):
+        deleted with the next step's write or by the flusher, within ~2 s."""
+        self._carried_out.add(outbox_id)
 
     def fire_timers(self, run_id: str, keys: list[str] | None = None, skip_locked: bool = False) -> bool:
         """Fire the run's due timers (the named ones, or all that are due)."""
@@ -204,17 +206,17 @@ class Supervisor:
     def _timer_event(self, conn: Any, run_id: str, key: str) -> Event:
         """A watched call went quiet: find out what became of it. A finished call whose report
         was lost is applied from what it left (its child run's outcome, its fan-in outcome row, its
-        trace); a call a live worker holds is running; otherwise it is lost (the conductor sends
-        it again)."""
+        trace). It runs if a live worker holds it (by its heartbeat) or its "running" trace is
+        younger than a heartbeat could be. Otherwise it is lost: the conductor sends it again; a
+        run being canceled learns that the call's worker was lost (when it had started) instead."""
         if key.split(":", 1)[0] not in WATCHES:
             return TimerFired(key)
         _, seq, attempt, item = parse_timer_key(key)
         ended = self._ended_elsewhere(conn, run_id, seq, attempt, item)
         if ended is not None:
             return ended
-        child = self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item))
-        if child is not None:
-            return TimerFired(key, running=True)
+        if self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item)) is not None:
+            return TimerFired(key, running=True)  # a child run still going
         try:
             trace = self.canvas.trace(run_id, seq, attempt, item)
         except Exception as exc:  # the backend cannot tell: let the conductor be cautious
@@ -223,8 +225,11 @@ class Supervisor:
         if isinstance(trace, dict):
             return TaskEnded(seq=seq, attempt=attempt, status=trace["status"], result=trace.get("result"),
                              error=trace.get("error"), item=item)
-        if trace == "running" or self.held(conn, call_id(run_id, seq, attempt, item)):
+        started = isinstance(trace, tuple)
+        if (started and trace[1] < self.settings.worker_timeout) or self.held(conn, call_id(run_id, seq, attempt, item)):
             return TimerFired(key, running=True)
+        if started and self.store.status(conn, run_id) == "canceling":
+            return TaskEnded(seq, attempt, "failed", None, "its worker was lost while running it", item)
         return TimerFired(key, running=False)
 
     def _ended_elsewhere(self, conn: Any, run_id: str, seq: int, attempt: int, item: int | None) -> TaskEnded | None:
@@ -314,14 +319,14 @@ class Supervisor:
     # One step -------------------------------------------------------------------------------
 
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False,
-              skip_locked: bool = False, resent: bool = False, forget: list[int] | None = None,
+              skip_locked: bool = False, resent: bool = False,
               drop_outcomes: list[tuple[int, int, int | None]] | None = None) -> bool:
         """Lock, decide, write, commit, then carry out. Returns False only when `skip_locked`
         found the run busy. A database error that retrying cannot fix (a value PostgreSQL refuses,
         a constraint) fails the run with that error instead of failing every retry."""
         # Outbox rows carried out earlier are deleted by this step's write instead of a commit
         # of their own; they go back to the flusher unless that write commits.
-        forget = list(forget or ()) + self._carried_out.take()
+        forget = self._carried_out.take()
         try:
             outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked, drop_outcomes)
         except DBAPIError as exc:
@@ -397,8 +402,12 @@ class Supervisor:
                 continue
             replaced = _as_failure(events, command, why)
             if replaced is None:  # nothing to pin it on (the run's output): the run fails
+                if storable.problem(state.to_dict()):  # the state holds the value too: keep the last one
+                    state = self.store.load_state(conn, self.store.lock_run(conn, run.id))
                 return state, _failed_output(commands, why)
             events = replaced
+            # Applying events may have changed the state read with the row: read it again.
+            run = self.store.lock_run(conn, run.id)
             state, commands = self._apply(conn, run, workflow, events)
         raise RuntimeError(f"run {run.id}: unstorable values kept coming")
 
@@ -458,9 +467,10 @@ class Supervisor:
         return {"workflow": outcome.workflow, "parent": outcome.parent, "commands": [to_data(c) for c in effects]}
 
     def _finish(self, outcome: _Outcome, outbox_id: int | None) -> None:
-        """Carry out a committed step. Its outbox row is deleted by whoever can do it at no cost:
-        the worker that receives its last call message (with that call's own step), else this
-        process (lazily in a worker, at once in a short-lived process)."""
+        """Carry out a committed step. Its outbox row is deleted without a round trip of its own
+        where possible: by the worker that receives its last call message (batched, in that
+        worker's main process), else by this process (lazily in a worker, at once in a
+        short-lived process such as the CLI)."""
         crash_point("after_commit")
         carried_by_call = self.carry_out(outcome, outbox_id)
         if outbox_id is not None and not carried_by_call:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery.exceptions import Ignore
-from celery.signals import task_revoked, worker_process_init, worker_process_shutdown
+from celery.signals import task_received, task_revoked, worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from workers.app import app
@@ -50,7 +50,7 @@ def action(self, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any
     retries = request.retries or 0
     outcome, kept = None, False
     if retries or (request.delivery_info or {}).get("redelivered") or call.get("resent"):
-        outcome, kept = _again(call, request, retries)
+        outcome, kept = _again(self, call, payload, retries)
     if outcome is None:
         outcome = run_action(app, call, payload, settings().max_result_bytes, trace_outcome=False)
     if inline:
@@ -69,24 +69,33 @@ def action(self, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any
     return outcome
 
 
-def _again(call: dict[str, Any], request: Any, retries: int) -> tuple[dict[str, Any] | None, bool]:
+def _again(task: Any, call: dict[str, Any], payload: dict[str, Any], retries: int
+           ) -> tuple[dict[str, Any] | None, bool]:
     """A delivery that may not be the first: (None, False) to run the call, else the envelope to
     apply instead and whether it is already kept (raises Ignore when there is nothing to do)."""
     from .recovery import on_redelivery
-    from .runner import _trace
+    from .runner import _trace, running_mark
     from .runtime import supervisor
 
-    verdict = on_redelivery(supervisor(), call, request.hostname or "", os.getpid(), retries)
+    sup = supervisor()
+    verdict = on_redelivery(sup, call, task.request.hostname or "", os.getpid(), retries)
     if verdict.action == "skip":
         log.warning("not running %s again: %s", call.get("task"), verdict.reason)
+        raise Ignore()
+    if verdict.action == "defer":
+        deferred = int(call.get("deferred") or 0)
+        countdown = sup.settings.sweep_interval * min(2 ** deferred, 12)
+        log.warning("%s: %s; looking again in %g s", call.get("task"), verdict.reason, countdown)
+        again = {**call, "resent": True, "deferred": deferred + 1}
+        task.signature_from_request(args=(again, payload), countdown=countdown).apply_async()
         raise Ignore()
     if verdict.action == "fail":
         log.error("%s: %s", call.get("task"), verdict.reason)
         return envelope(call, FAILED, error=verdict.reason), False
     if verdict.action == "apply":
         log.warning("not running %s again: %s", call.get("task"), verdict.reason)
-        return {**verdict.outcome, **({"outbox": call["outbox"]} if call.get("outbox") else {})}, True
-    _trace(app, call, "running")  # a lease or a cancel must see it runs, however short it is
+        return verdict.outcome, True
+    _trace(app, call, running_mark())  # a lease or a cancel must see it runs, however short it is
     return None, False
 
 
@@ -139,6 +148,19 @@ def fire_timer(run_id: str, key: str) -> None:
     from .runtime import supervisor
 
     supervisor().fire_timers(run_id, [key])
+
+
+@task_received.connect
+def _received(request: Any = None, **_: Any) -> None:
+    """The worker's main process received a call: the outbox row its message names (the step
+    that sent it) has been carried out; delete it with the next batch (no round trip here)."""
+    from .canvas import OUTBOX_HEADER
+    from .runtime import supervisor
+
+    headers = getattr(getattr(request, "message", None), "headers", None) or {}
+    outbox = headers.get(OUTBOX_HEADER)
+    if outbox:
+        supervisor().carried_out(outbox)
 
 
 @task_revoked.connect

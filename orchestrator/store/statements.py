@@ -27,9 +27,12 @@ END_ATTEMPT = text(
     "WHERE run_id = :run_id AND seq = :seq AND attempt = :attempt"
 ).bindparams(bindparam("result", type_=JSONType))
 
+# An attempt may start and end in the same step (its input could not be rendered or stored):
+# the row is written with its outcome.
 START_ATTEMPT = text(
-    "INSERT INTO task_executions (run_id, seq, attempt, task, status, items, started_at) "
-    "VALUES (:run_id, :seq, :attempt, :task, 'running', :items, :now)")
+    "INSERT INTO task_executions (run_id, seq, attempt, task, status, items, result, error, started_at, finished_at) "
+    "VALUES (:run_id, :seq, :attempt, :task, :status, :items, :result, :error, :now, :finished_at)"
+).bindparams(bindparam("result", type_=JSONType), bindparam("finished_at", type_=DateTime(timezone=True)))
 
 SET_TIMER = text(
     "INSERT INTO timers (run_id, key, due_at) VALUES (:run_id, :key, :due_at) "
