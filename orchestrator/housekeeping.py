@@ -137,8 +137,8 @@ class Housekeeper:
     # What this worker holds -------------------------------------------------------------------
 
     def held_calls(self) -> list[list[Any]]:
-        """[call id, pool process id or None, running] for every action call this worker has
-        received and not finished: running, reserved, or waiting for its countdown."""
+        """[call id, pool process id or None, running, retries] for every action call this worker
+        has received and not finished: running, reserved, or waiting for its countdown."""
         from celery.worker import state
 
         calls: dict[str, list[Any]] = {}
@@ -146,10 +146,10 @@ class Housekeeper:
             try:
                 for request in tuple(state.scheduled_requests) + tuple(state.reserved_requests):
                     if request.name == ACTION:
-                        calls[request.id] = [request.id, None, False]
+                        calls[request.id] = [request.id, None, False, _retries(request)]
                 for request in tuple(state.active_requests):
                     if request.name == ACTION:
-                        calls[request.id] = [request.id, request.worker_pid, True]
+                        calls[request.id] = [request.id, request.worker_pid, True, _retries(request)]
                 break
             except RuntimeError:
                 calls.clear()
@@ -168,6 +168,10 @@ class Housekeeper:
             except RuntimeError:
                 continue
         return []
+
+
+def _retries(request: Any) -> int:
+    return int((getattr(request, "request_dict", None) or {}).get("retries") or 0)
 
 
 class HousekeepingStep(bootsteps.StartStopStep):
@@ -221,7 +225,9 @@ def _default_duties(keeper: Housekeeper) -> None:
 
     conf = settings()
     redis = RedisBroker(celery_app()) if is_redis(conf.broker_url) else None
-    keeper.add(Duty("heartbeat", conf.heartbeat_interval, lambda: _heartbeat(keeper, redis), shared=False))
+    # Held messages must be refreshed well within Redis's visibility timeout, however short it is set.
+    beat = min(conf.heartbeat_interval, conf.visibility_timeout / 3) if redis is not None else conf.heartbeat_interval
+    keeper.add(Duty("heartbeat", beat, lambda: _heartbeat(keeper, redis), shared=False))
     keeper.add(Duty("timers", conf.tick_interval, lambda: keeper.supervisor.fire_due_timers(budget=conf.tick_interval)))
     keeper.add(Duty("outbox", conf.sweep_interval, lambda: recovery.reconcile_outbox(keeper.supervisor)))
     keeper.add(Duty("outcomes", conf.sweep_interval, lambda: recovery.apply_left_outcomes(keeper.supervisor)))

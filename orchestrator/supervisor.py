@@ -22,13 +22,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from .canvas import Canvas
 from .config import Settings
 from .engine import storable
-from .engine.commands import (CallLost, CallPaused, Control, Dispatch, ExecutionEnded, ItemEnded, StatusChanged, Event,
-                              Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, VariablesSet,
-                              from_data, to_data)
-from .engine.conductor import WATCHES, parse_timer_key
+from .engine.commands import (CallLost, CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun,
+                              Revoke, RunFinished, SetTimer, TaskEnded, to_data)
 from .engine.conductor import RunInfo
 from .events import EventPublisher
+from . import whereabouts
 from .faults import crash_point
+from .whereabouts import child_run_id
 from .lifecycle import LifecycleEvent
 from .engine.errors import ParametersInvalid, WorkflowInvalid
 from .orquesta.formats import conductor_for, resolve_params
@@ -98,11 +98,6 @@ class _PendingIds:
                 log.warning("could not clear carried-out outbox rows: %s", exc)
 
 
-def child_run_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
-    """The id of the run a sub-workflow call starts: derived, so a repeated start does nothing."""
-    return f"{run_id}.{seq}.{attempt}" + ("" if item is None else f".{item}")
-
-
 class Supervisor:
     def __init__(self, db: Database, canvas: Canvas, settings: Settings,
                  find_workflow: Callable[[str], Workflow | None] | None = None,
@@ -139,7 +134,7 @@ class Supervisor:
                 return run_id
             conductor = conductor_for(workflow, self._run_info(run_id, resolved, iso(now)))
             state, commands = conductor.start()
-            commands = self._storable_start(conductor, state, commands)
+            commands = storable.checked(commands, [], lambda extra: _apply_to(conductor, state, extra))
             outcome = _Outcome(run_id, workflow.name, commands, parent)
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, outcome.commands, started_at=now,
                                                               outbox=self._effects(outcome))
@@ -204,73 +199,17 @@ class Supervisor:
         return fired
 
     def _timer_event(self, conn: Any, run_id: str, key: str) -> Event:
-        """A watched call went quiet: find out what became of it. A finished call whose report
-        was lost is applied from what it left (its child run's outcome, its fan-in outcome row, its
-        trace). It runs if a live worker holds it (by its heartbeat) or its "running" trace is
-        younger than a heartbeat could be. Otherwise it is lost: the conductor sends it again; a
-        run being canceled learns that the call's worker was lost (when it had started) instead."""
-        if key.split(":", 1)[0] not in WATCHES:
-            return TimerFired(key)
-        _, seq, attempt, item = parse_timer_key(key)
-        ended = self._ended_elsewhere(conn, run_id, seq, attempt, item)
-        if ended is not None:
-            return ended
-        if self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item)) is not None:
-            return TimerFired(key, running=True)  # a child run still going
-        try:
-            trace = self.canvas.trace(run_id, seq, attempt, item)
-        except Exception as exc:  # the backend cannot tell: let the conductor be cautious
-            log.warning("cannot read the trace of %s %s: %s", run_id, key, exc)
-            return TimerFired(key, running=None)
-        if isinstance(trace, dict):
-            return TaskEnded(seq=seq, attempt=attempt, status=trace["status"], result=trace.get("result"),
-                             error=trace.get("error"), item=item)
-        started = isinstance(trace, tuple)
-        if (started and trace[1] < self.settings.worker_timeout) or self.held(conn, call_id(run_id, seq, attempt, item)):
-            return TimerFired(key, running=True)
-        if started and self.store.status(conn, run_id) == "canceling":
-            return TaskEnded(seq, attempt, "failed", None, "its worker was lost while running it", item)
-        return TimerFired(key, running=False)
-
-    def _ended_elsewhere(self, conn: Any, run_id: str, seq: int, attempt: int, item: int | None) -> TaskEnded | None:
-        """The outcome of a call that ended without its report reaching the run: a sub-workflow
-        call's finished child run, or a fan-in call's kept outcome."""
-        child = self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item))
-        if child is not None:
-            if child.status not in TERMINAL:
-                return None
-            if child.status == "succeeded":
-                return TaskEnded(seq, attempt, "succeeded", child.output, None, item)
-            return TaskEnded(seq, attempt, "failed", None,
-                             f"sub-workflow '{child.workflow}' ({child_run_id(run_id, seq, attempt, item)}) "
-                             f"{child.status}: {child.error}", item)
-        kept = liveness.outcome(conn, run_id, seq, attempt, item)
-        if kept is not None:
-            return TaskEnded(seq, attempt, kept["status"], kept.get("result"), kept.get("error"), item)
-        return None
+        return whereabouts.watch_event(self, conn, run_id, key)
 
     def held(self, conn: Any, task_id: str, besides: tuple[str, int] | None = None, retries: int = 0,
              running_only: bool = False) -> bool:
-        """Whether a live worker holds this call, by its last heartbeat. `besides` leaves out
-        one delivery (hostname, pool process id); `retries` counts only deliveries at least this
-        far along (an older one was lost before this one was sent); `running_only` counts only
-        deliveries that started running."""
-        for worker in liveness.live_workers(conn, self.settings.worker_timeout):
-            for entry in worker.calls or ():
-                held_id, pid, running = entry[0], entry[1], entry[2]
-                held_retries = entry[3] if len(entry) > 3 else 0
-                if held_id != task_id or held_retries < retries or (running_only and not running):
-                    continue
-                if besides is not None and worker.hostname == besides[0] and pid == besides[1]:
-                    continue
-                return True
-        return False
+        return whereabouts.held(conn, self.settings.worker_timeout, task_id, besides, retries, running_only)
 
     def lose(self, run_id: str, seq: int, attempt: int, item: int | None, reason: str) -> bool:
         """A call no live worker holds and whose message is gone: the conductor sends it again
         (or, while canceling, ends it); a call no longer in flight changes nothing."""
         def events_of(conn: Any) -> list[Event]:
-            ended = self._ended_elsewhere(conn, run_id, seq, attempt, item)
+            ended = whereabouts.ended_elsewhere(self, conn, run_id, seq, attempt, item)
             if ended is not None:
                 return [ended]
             if self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item)) is not None:
@@ -378,38 +317,24 @@ class Supervisor:
         return outcome, outbox_id
 
     def _decide(self, conn: Any, run: Any, workflow: Workflow, events: list[Event]) -> tuple[Any, list[Any]] | None:
-        """The conductor's state and commands for `events`, with every value they would store
-        checked (engine/storable.py): a call whose input cannot be stored fails (without being
-        sent); a task whose result or published variables cannot be stored fails; a run whose
-        output cannot be stored fails. Values are checked here, at the one place both formats'
-        steps pass before they are written."""
-        dropped: set[tuple[int, int, int | None]] = set()
-        state, commands = self._apply(conn, run, workflow, events)
-        for _ in range(50):  # each round turns one unstorable value into a failure
-            commands = [c for c in commands
-                        if not (isinstance(c, Dispatch) and (c.seq, c.attempt, c.item) in dropped)]
-            if not commands:
-                return None
-            found = _unstorable(commands)
-            if found is None:
-                return state, commands
-            command, why = found
-            log.warning("run %s: %s", run.id, why)
-            if isinstance(command, Dispatch):  # the call fails before it is sent
-                dropped.add((command.seq, command.attempt, command.item))
-                failure = TaskEnded(command.seq, command.attempt, "failed", None, why, command.item)
-                commands = commands + self._more(conn, run, workflow, state, [failure])
-                continue
-            replaced = _as_failure(events, command, why)
-            if replaced is None:  # nothing to pin it on (the run's output): the run fails
-                if storable.problem(state.to_dict()):  # the state holds the value too: keep the last one
-                    state = self.store.load_state(conn, self.store.lock_run(conn, run.id))
-                return state, _failed_output(commands, why)
-            events = replaced
-            # Applying events may have changed the state read with the row: read it again.
-            run = self.store.lock_run(conn, run.id)
-            state, commands = self._apply(conn, run, workflow, events)
-        raise RuntimeError(f"run {run.id}: unstorable values kept coming")
+        """The conductor's state and commands for `events`, every value they would store checked
+        (engine/storable.py) at the one place both formats' steps pass before they are written."""
+        step: dict[str, Any] = {}
+
+        def again(replaced: list[Event]) -> list[Any]:  # applying changed the state read with the row
+            step["state"], commands = self._apply(conn, self.store.lock_run(conn, run.id), workflow, replaced)
+            return commands
+
+        def failing() -> None:  # the run fails; if its state holds the value too, keep the stored one
+            if storable.problem(step["state"].to_dict()):
+                step["state"] = self.store.load_state(conn, self.store.lock_run(conn, run.id))
+
+        step["state"], commands = self._apply(conn, run, workflow, events)
+        if not commands:
+            return None
+        commands = storable.checked(commands, events, lambda extra: self._more(conn, run, workflow, step["state"], extra),
+                                    again, failing, log=lambda why: log.warning("run %s: %s", run.id, why))
+        return (step["state"], commands) if commands else None
 
     def _conductor(self, conn: Any, run: Any, workflow: Workflow) -> Any:
         return conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
@@ -420,13 +345,7 @@ class Supervisor:
         return state, self._more(conn, run, workflow, state, events)
 
     def _more(self, conn: Any, run: Any, workflow: Workflow, state: Any, events: list[Event]) -> list[Any]:
-        conductor = self._conductor(conn, run, workflow)
-        if hasattr(conductor, "apply_all"):  # Orquesta: a batch completes, then ready tasks start
-            return list(conductor.apply_all(state, events))
-        commands: list[Any] = []
-        for event in events:
-            commands.extend(conductor.apply(state, event))
-        return commands
+        return _apply_to(self._conductor(conn, run, workflow), state, events)
 
     def fail_run(self, run_id: str, error: str) -> None:
         """End a run as failed outside the conductor (its state could not be stored): its calls
@@ -549,27 +468,6 @@ class Supervisor:
 
     # Helpers --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _storable_start(conductor: Any, state: Any, commands: list[Any]) -> list[Any]:
-        """A start's commands with unstorable values turned into failures (see _decide)."""
-        dropped: set[tuple[int, int, int | None]] = set()
-        for _ in range(50):
-            commands = [c for c in commands
-                        if not (isinstance(c, Dispatch) and (c.seq, c.attempt, c.item) in dropped)]
-            found = _unstorable(commands)
-            if found is None:
-                return commands
-            command, why = found
-            if not isinstance(command, Dispatch):
-                return _failed_output(commands, why)
-            dropped.add((command.seq, command.attempt, command.item))
-            failure = TaskEnded(command.seq, command.attempt, "failed", None, why, command.item)
-            if hasattr(conductor, "apply_all"):
-                commands = commands + list(conductor.apply_all(state, [failure]))
-            else:
-                commands = commands + list(conductor.apply(state, failure))
-        raise RuntimeError("unstorable values kept coming")
-
     def _run_info(self, run_id: str, params: dict[str, Any], started_at: str | None) -> RunInfo:
         return RunInfo(run_id, params, started_at or "", self.settings.config, self.settings.execution_limit,
                        self.settings.timeout_grace, self.settings.lease, self.settings.max_input_bytes)
@@ -583,81 +481,15 @@ class Supervisor:
 _BUSY = object()  # a step's run was locked by another transaction and `skip_locked` left it
 
 
-def _same_delivery(worker: Any, pid: Any, delivery: tuple[str, int]) -> bool:
-    hostname, own_pid = delivery
-    return worker.hostname == hostname and pid == own_pid
-
-
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
 
 
-def _unstorable(commands: list[Any]) -> tuple[Any, str] | None:
-    """The first command carrying a value that cannot be stored, and why."""
-    for command in commands:
-        if isinstance(command, Dispatch):
-            why = storable.problem(command.input)
-            if why:
-                return command, f"task '{command.task}': its input cannot be stored: {why}"
-        elif isinstance(command, (ExecutionEnded, ItemEnded)):
-            why = storable.problem(command.result)
-            if why:
-                return command, f"the result cannot be stored: {why}"
-        elif isinstance(command, VariablesSet):
-            why = storable.problem(command.values)
-            if why:
-                return command, f"published variables cannot be stored: {why}"
-        elif isinstance(command, RunFinished):
-            why = storable.problem(command.output)
-            if why:
-                return command, f"the workflow's output cannot be stored: {why}"
-    return None
+def _apply_to(conductor: Any, state: Any, events: list[Event]) -> list[Any]:
+    if hasattr(conductor, "apply_all"):  # Orquesta: a batch completes, then ready tasks start
+        return list(conductor.apply_all(state, events))
+    return [command for event in events for command in conductor.apply(state, event)]
 
-
-def _as_failure(events: list[Event], command: Any, why: str) -> list[Event] | None:
-    """The events again, with the one that produced `command` (a result or published variables
-    that cannot be stored) turned into the failure of its call; None when it cannot be pinned
-    on one call."""
-    if isinstance(command, (ExecutionEnded, ItemEnded)):
-        seq, item = command.seq, getattr(command, "item", None)
-        keys = [(e.seq, e.item) for e in events if isinstance(e, TaskEnded)]
-        match = [i for i, e in enumerate(events) if isinstance(e, TaskEnded) and e.seq == seq
-                 and (item is None or e.item == item)]
-        if not match and len(keys) == 1:
-            match = [next(i for i, e in enumerate(events) if isinstance(e, TaskEnded))]
-    elif isinstance(command, VariablesSet):
-        match = [i for i, e in enumerate(events) if isinstance(e, TaskEnded)]
-    else:
-        return None
-    if len(match) != 1:
-        return None
-    index = match[0]
-    event = events[index]
-    failure = TaskEnded(event.seq, event.attempt, "failed", None, why, event.item)
-    if event.status == "failed" and event.result is None and event.error == why:
-        return None  # already turned: give up on pinning it
-    return [*events[:index], failure, *events[index + 1:]]
-
-
-def _failed_output(commands: list[Any], why: str) -> list[Any]:
-    """The step's commands with the run failing instead of finishing with an unstorable output
-    (or, when the value cannot be pinned on a call, failing at once): calls this step would
-    have sent end unsent."""
-    out: list[Any] = []
-    for command in commands:
-        if isinstance(command, Dispatch):
-            out.append(ExecutionEnded(command.seq, command.task, command.attempt, "failed", None, why))
-        elif isinstance(command, (ExecutionEnded, ItemEnded)) and storable.problem(command.result):
-            out.append(ExecutionEnded(command.seq, getattr(command, "task", ""), getattr(command, "attempt", 1),
-                                      "failed", None, why) if isinstance(command, ExecutionEnded)
-                       else ItemEnded(command.seq, command.item, "failed", why))
-        elif not isinstance(command, (RunFinished, VariablesSet)):
-            out.append(command)
-    out.append(RunFinished("failed", None, why))
-    return out
-
-
-from .runner import call_id  # noqa: E402  (the canvas layer's id of a call)
 
 __all__ = ["Supervisor", "ParametersInvalid", "WorkflowInvalid", "WorkflowNotFound"]

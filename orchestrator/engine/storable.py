@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
+
+from .commands import Command, Dispatch, Event, ExecutionEnded, ItemEnded, RunFinished, TaskEnded, VariablesSet
 
 _LIMIT = "an integer too long to store"
 
@@ -56,7 +58,7 @@ def _locate(value: Any, path: str, depth: int = 0) -> str | None:
         try:
             str(value)
         except ValueError:
-            return f"{_LIMIT} ({value.bit_length()} bits) at {path}"
+            return f"{_LIMIT} (about {int(value.bit_length() * 0.30103) + 1:,} digits) at {path}"
         return None
     if isinstance(value, str):
         return _text_problem(value, path)
@@ -89,3 +91,107 @@ def _text_problem(text: str, path: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"a lone surrogate character (U+{ord(text[exc.start]):04X}) at {path}"
     return None
+
+
+# A step's commands ------------------------------------------------------------------------------
+
+def checked(commands: list[Command], events: list[Event], more: Callable[[list[Event]], list[Command]],
+            again: Callable[[list[Event]], list[Command]] | None = None,
+            failing: Callable[[], None] | None = None, log: Callable[[str], None] | None = None) -> list[Command]:
+    """A step's `commands` with every value that cannot be stored turned into a failure:
+
+    - a call whose input cannot be stored is not sent; it fails (`more(events)` applies the
+      failure to the step's current state and returns the commands that follow);
+    - a result or published variables: the event that brought them becomes the failure of its
+      call and the step is decided again from the stored state (`again(events)`);
+    - the run's output, or a value no single call can be blamed for (or one at a start, where
+      nothing can be decided again): the run fails (`failing()` is told first).
+    """
+    dropped: set[tuple[int, int, int | None]] = set()
+    for _ in range(50):  # each round turns one value into a failure
+        commands = [c for c in commands if not (isinstance(c, Dispatch) and (c.seq, c.attempt, c.item) in dropped)]
+        found = first_unstorable(commands)
+        if found is None:
+            return commands
+        command, why = found
+        if log is not None:
+            log(why)
+        if isinstance(command, Dispatch):
+            dropped.add((command.seq, command.attempt, command.item))
+            commands = commands + more([TaskEnded(command.seq, command.attempt, "failed", None, why, command.item)])
+            continue
+        replaced = as_failure(events, command, why) if again is not None else None
+        if replaced is None:
+            if failing is not None:
+                failing()
+            return failing_run(commands, why)
+        events = replaced
+        commands = again(events)
+    raise RuntimeError("unstorable values kept coming")
+
+
+def first_unstorable(commands: list[Any]) -> tuple[Any, str] | None:
+    """The first command carrying a value that cannot be stored, and why."""
+    for command in commands:
+        if isinstance(command, Dispatch):
+            why = problem(command.input)
+            if why:
+                return command, f"task '{command.task}': its input cannot be stored: {why}"
+        elif isinstance(command, (ExecutionEnded, ItemEnded)):
+            why = problem(command.result)
+            if why:
+                return command, f"the result cannot be stored: {why}"
+        elif isinstance(command, VariablesSet):
+            why = problem(command.values)
+            if why:
+                return command, f"published variables cannot be stored: {why}"
+        elif isinstance(command, RunFinished):
+            why = problem(command.output)
+            if why:
+                return command, f"the workflow's output cannot be stored: {why}"
+    return None
+
+
+def as_failure(events: list[Event], command: Any, why: str) -> list[Event] | None:
+    """The events again, with the one that produced `command` (a result or published variables
+    that cannot be stored) turned into the failure of its call; None when it cannot be pinned
+    on one call."""
+    if isinstance(command, (ExecutionEnded, ItemEnded)):
+        seq, item = command.seq, getattr(command, "item", None)
+        keys = [(e.seq, e.item) for e in events if isinstance(e, TaskEnded)]
+        match = [i for i, e in enumerate(events) if isinstance(e, TaskEnded) and e.seq == seq
+                 and (item is None or e.item == item)]
+        if not match and len(keys) == 1:
+            match = [next(i for i, e in enumerate(events) if isinstance(e, TaskEnded))]
+    elif isinstance(command, VariablesSet):
+        match = [i for i, e in enumerate(events) if isinstance(e, TaskEnded)]
+    else:
+        return None
+    if len(match) != 1:
+        return None
+    index = match[0]
+    event = events[index]
+    failure = TaskEnded(event.seq, event.attempt, "failed", None, why, event.item)
+    if event.status == "failed" and event.result is None and event.error == why:
+        return None  # already turned: give up on pinning it
+    return [*events[:index], failure, *events[index + 1:]]
+
+
+def failing_run(commands: list[Any], why: str) -> list[Any]:
+    """The step's commands with the run failing instead of finishing with an unstorable output
+    (or, when the value cannot be pinned on a call, failing at once): calls this step would
+    have sent end unsent."""
+    out: list[Any] = []
+    for command in commands:
+        if isinstance(command, Dispatch):
+            out.append(ExecutionEnded(command.seq, command.task, command.attempt, "failed", None, why))
+        elif isinstance(command, (ExecutionEnded, ItemEnded)) and problem(command.result):
+            out.append(ExecutionEnded(command.seq, getattr(command, "task", ""), getattr(command, "attempt", 1),
+                                      "failed", None, why) if isinstance(command, ExecutionEnded)
+                       else ItemEnded(command.seq, command.item, "failed", why))
+        elif not isinstance(command, (RunFinished, VariablesSet)):
+            out.append(command)
+    out.append(RunFinished("failed", None, why))
+    return out
+
+

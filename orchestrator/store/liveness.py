@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, select, text, update
 
 from .models import CallOutcome, Housekeeping, Timer, Worker, WorkflowRun
 from .runs import utcnow
@@ -34,7 +34,8 @@ def _item(item: int | None) -> int:
 
 def beat(conn: Connection, worker_id: str, hostname: str, pid: int, started_at: datetime,
          calls: list[list[Any]]) -> None:
-    """Record that this worker lives and which calls it holds ([call id, delivery tag, running])."""
+    """Record that this worker lives and which calls it holds ([call id, pool process id,
+    running, retries])."""
     values = dict(id=worker_id, hostname=hostname, pid=pid, started_at=started_at, heartbeat_at=utcnow(),
                   calls=calls)
     if conn.dialect.name == "postgresql":

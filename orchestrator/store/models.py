@@ -150,7 +150,8 @@ class Outbox(Base):
 
 class Worker(Base):
     """A live worker process, as its housekeeping thread last reported it (every
-    ORCHESTRATOR_HEARTBEAT_INTERVAL): the calls it holds, `[call id, delivery tag, running]` each.
+    ORCHESTRATOR_HEARTBEAT_INTERVAL): the calls it holds, `[call id, pool process id, running,
+    retries]` each.
     A row older than ORCHESTRATOR_WORKER_TIMEOUT is a dead worker's; what it held is restored."""
 
     __tablename__ = "workers"
