@@ -185,10 +185,11 @@ class HousekeepingStep(bootsteps.StartStopStep):
 
         if not settings().embedded:  # a worker process lives long: see Supervisor.long_lived
             runtime.worker_process = True
-            runtime.supervisor().long_lived = True
+            if runtime.supervisor.cache_info().currsize:
+                runtime.supervisor().long_lived = True
         keeper = housekeeper()
         if keeper is not None:
-            keeper.attach(c)
+            keeper.attach(c)  # never raises: a database not reachable yet is tried again each interval
 
     def shutdown(self, c: Any) -> None:
         keeper = housekeeper()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .engine.commands import from_data
+from .engine.commands import Dispatch, from_data
 from .redis_broker import RedisBroker
 from .runner import call_id
 from .store import liveness
@@ -87,31 +87,46 @@ def keep_outcome(sup: Supervisor, envelope: dict[str, Any]) -> bool:
 
 def reconcile_outbox(sup: Supervisor, limit: int = 100) -> int:
     """Carry out outbox rows a process left behind (it died between its commit and its publish,
-    or before deleting the row). Calls are sent again only while still in flight and held by no
-    live worker, marked as possibly sent before (the worker checks them); revokes and reports to
-    a parent are repeated (both are idempotent)."""
-    done = 0
-    with sup.db.transaction() as conn:
-        for row in sup.store.stale_outbox(conn, sup.settings.outbox_grace, limit):
-            run = sup.store.lock_run(conn, row.run_id, skip_locked=True)
-            if run is None and sup.store.run_exists(conn, row.run_id):
-                continue  # a step holds the run: next sweep
-            flying = set()
-            if run is not None and run.definition_id is not None and run.status not in TERMINAL:
-                flying = sup._calls(conn, run)
-            payload = row.payload
-            commands = [from_data(c) for c in payload["commands"]]
-            kept = [c for c in commands if type(c).__name__ != "Dispatch" or (
-                (c.seq, c.attempt, c.item) in flying and not sup.held(conn, call_id(row.run_id, c.seq, c.attempt, c.item)))]
-            if len(kept) < len(commands) or any(type(c).__name__ == "Dispatch" for c in kept):
-                log.warning("carrying out effects of run %s left unpublished (outbox %s): %d of %d calls still "
-                            "in flight", row.run_id, row.id, sum(type(c).__name__ == "Dispatch" for c in kept),
-                            sum(type(c).__name__ == "Dispatch" for c in commands))
-            outcome = _Outcome(row.run_id, payload["workflow"], kept, payload.get("parent"), resent=True)
-            sup.carry_out(outcome)
-            sup.store.remove_outbox(conn, row.id)
-            done += 1
+    or before deleting the row), one transaction per row. Calls are sent again only while still
+    in flight and held by no live worker, marked as possibly sent before (the worker checks
+    them); revokes and reports to a parent are repeated (both are idempotent). A row whose run a
+    step holds is left for the next sweep."""
+    done, after = 0, 0
+    for _ in range(limit):
+        before = after
+        try:
+            with sup.db.transaction() as conn:
+                rows = sup.store.stale_outbox(conn, sup.settings.outbox_grace, 1, after)
+                if not rows:
+                    break
+                row = rows[0]
+                after = row.id
+                if _carry_out_left(sup, conn, row):
+                    sup.store.remove_outbox(conn, row.id)
+                    done += 1
+        except Exception as exc:  # this row's trouble must not hold the others back
+            log.warning("outbox %s: carrying it out failed: %s", after, exc)
+            if after == before:  # not even a row could be read: the database is away
+                break
     return done
+
+
+def _carry_out_left(sup: Supervisor, conn: Any, row: Any) -> bool:
+    run = sup.store.lock_run(conn, row.run_id, skip_locked=True)
+    if run is None and sup.store.run_exists(conn, row.run_id):
+        return False  # a step holds the run: next sweep
+    flying: set[tuple[int, int, int | None]] = set()
+    if run is not None and run.definition_id is not None and run.status not in TERMINAL:
+        flying = sup._calls(conn, run)
+    commands = [from_data(c) for c in row.payload["commands"]]
+    calls = [c for c in commands if isinstance(c, Dispatch)]
+    lost = [c for c in calls if (c.seq, c.attempt, c.item) in flying
+            and not sup.held(conn, call_id(row.run_id, c.seq, c.attempt, c.item))]
+    log.warning("carrying out effects of run %s left unpublished (outbox %s): sending again %d of its %d calls",
+                row.run_id, row.id, len(lost), len(calls))
+    kept = [c for c in commands if not isinstance(c, Dispatch)] + lost
+    sup.carry_out(_Outcome(row.run_id, row.payload["workflow"], kept, row.payload.get("parent"), resent=True))
+    return True
 
 
 def apply_left_outcomes(sup: Supervisor) -> int:
@@ -124,10 +139,13 @@ def apply_left_outcomes(sup: Supervisor) -> int:
         runs = liveness.old_outcome_runs(conn, grace)
     applied = 0
     for run_id in runs:
-        with sup.db.reading() as conn:
-            envelopes = liveness.run_outcomes(conn, run_id)
-        if envelopes and sup.complete(envelopes, fan_in=True, skip_locked=True):
-            applied += len(envelopes)
+        try:
+            with sup.db.reading() as conn:
+                envelopes = liveness.run_outcomes(conn, run_id)
+            if envelopes and sup.complete(envelopes, fan_in=True, skip_locked=True):
+                applied += len(envelopes)
+        except Exception as exc:  # one run's trouble must not hold the others back
+            log.warning("run %s: applying its fan-in outcomes failed: %s", run_id, exc)
     if applied:
         log.warning("applied %d fan-in outcomes no chord had applied", applied)
     return applied
@@ -247,8 +265,11 @@ def _second_look(sup: Supervisor, redis: RedisBroker, known: dict[str, Any]) -> 
         task_id = call_id(run_id, seq, attempt, item)
         if task_id in present or task_id in held:
             continue
-        sup.lose(run_id, seq, attempt, item, "its message was lost with the broker's data")
-        lost += 1
+        try:
+            sup.lose(run_id, seq, attempt, item, "its message was lost with the broker's data")
+            lost += 1
+        except Exception as exc:  # the others still go
+            log.warning("run %s: sending call %s again failed: %s", run_id, task_id, exc)
     _remember(sup, {k: v for k, v in known.items() if k not in ("phase", "at", "suspects")})
     if lost:
         log.warning("sent again %d calls whose messages Redis lost", lost)

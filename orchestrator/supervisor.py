@@ -23,7 +23,7 @@ from .canvas import Canvas
 from .config import Settings
 from .engine import storable
 from .engine.commands import (CallLost, CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun,
-                              Revoke, RunFinished, SetTimer, TaskEnded, to_data)
+                              Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, to_data)
 from .engine.conductor import RunInfo
 from .events import EventPublisher
 from . import whereabouts
@@ -194,7 +194,10 @@ class Supervisor:
         for run_id in runs:
             if time.monotonic() > deadline:
                 break
-            self.fire_timers(run_id, skip_locked=True)
+            try:
+                self.fire_timers(run_id, skip_locked=True)
+            except Exception as exc:  # one run's trouble must not hold the others' timers back
+                log.warning("run %s: firing its due timers failed: %s", run_id, exc)
             fired += 1
         return fired
 
@@ -216,7 +219,7 @@ class Supervisor:
                 return []  # a sub-workflow call: its child run goes on
             return [CallLost(seq, attempt, item, reason)]
 
-        return self._step(run_id, events_of, resent=True)
+        return self._step(run_id, events_of)
 
     def in_flight(self, run_id: str) -> set[tuple[int, int, int | None]] | None:
         """The run's calls out on workers, read without a lock (None: no such run, or it ended)."""
@@ -258,7 +261,7 @@ class Supervisor:
     # One step -------------------------------------------------------------------------------
 
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False,
-              skip_locked: bool = False, resent: bool = False,
+              skip_locked: bool = False,
               drop_outcomes: list[tuple[int, int, int | None]] | None = None) -> bool:
         """Lock, decide, write, commit, then carry out. Returns False only when `skip_locked`
         found the run busy. A database error that retrying cannot fix (a value PostgreSQL refuses,
@@ -284,7 +287,6 @@ class Supervisor:
         if outcome is None:
             self._carried_out.extend(forget)
             return True
-        outcome.resent = resent
         self._finish(outcome, outbox_id)
         return True
 
@@ -311,7 +313,10 @@ class Supervisor:
             if run.parent_run_id:
                 parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
                           "item": run.parent_item}
-            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            # Calls sent because their message was lost may still exist somewhere: their worker
+            # checks them before running them.
+            resent = any(isinstance(e, CallLost) or (isinstance(e, TimerFired) and e.running is False) for e in events)
+            outcome = _Outcome(run_id, workflow.name, commands, parent, resent=resent)
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
                                                               outbox=self._effects(outcome), forget=forget)
         return outcome, outbox_id

@@ -133,10 +133,11 @@ class RunStore:
     def remove_outbox_many(self, conn: Connection, ids: list[int]) -> None:
         conn.execute(sql.REMOVE_OUTBOX, {"ids": ids})
 
-    def stale_outbox(self, conn: Connection, older_than: float, limit: int = 100) -> list[Any]:
-        """Rows a process left behind (it died between commit and publish), locked for this
-        transaction; other reconcilers skip them."""
-        stmt = (select(OUTBOX).where(OUTBOX.c.created_at <= utcnow() - timedelta(seconds=older_than))
+    def stale_outbox(self, conn: Connection, older_than: float, limit: int = 100, after: int = 0) -> list[Any]:
+        """Rows a process left behind (it died between commit and publish), oldest first from id
+        `after`, locked for this transaction; other reconcilers skip them."""
+        stmt = (select(OUTBOX).where(OUTBOX.c.created_at <= utcnow() - timedelta(seconds=older_than),
+                                     OUTBOX.c.id > after)
                 .order_by(OUTBOX.c.id).limit(limit))
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
