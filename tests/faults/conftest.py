@@ -339,7 +339,7 @@ class Cluster:
 
         self.db = Database(database_url)
         self.db.upgrade()
-        self.effects = folder / "effects.log"
+        self.effects = folder / "effects.log"  # and effects.log.waiting: calls waiting at a gate
         self.env = {
             "ORCHESTRATOR_BROKER_URL": f"{self.redis.url}/0" if broker == "redis" else AMQP_URL,
             "ORCHESTRATOR_RESULT_BACKEND": f"{self.redis.url}/1",

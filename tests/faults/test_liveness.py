@@ -60,9 +60,9 @@ def check_mix(cluster: Cluster, runs: list[tuple[str, str]], fault_at: float, fi
     print(f"[{cluster.broker}] every run ended within {last:.1f} s of the fault (bound {BOUND:.0f} s)")
 
 
-def start_mix(cluster: Cluster, workflows: list[str]) -> list[tuple[str, str]]:
+def start_mix(cluster: Cluster, workflows: list[str], *params: str) -> list[tuple[str, str]]:
     with ThreadPoolExecutor(len(workflows)) as pool:
-        ids = list(pool.map(cluster.start, workflows))
+        ids = list(pool.map(lambda w: cluster.start(w, *params), workflows))
     return list(zip(ids, workflows))
 
 
@@ -239,19 +239,43 @@ def test_start_paths_still_ran_once_after_the_outbox_grace(clusters):
     on_both(clusters, scenario)
 
 
+# Faults while calls are held at a gate --------------------------------------------------------
+
+GATED = ["chain", "fanout", "chain-orquesta", "fanout-orquesta", "chain", "fanout-orquesta"]
+
+
+def start_gated(cluster: Cluster) -> tuple[list[tuple[str, str]], "os.PathLike"]:
+    """Start the mix with a closed gate and return once the gated calls (chain steps from s3, the
+    join's left and middle branches) keep every worker process busy: the calls before them have
+    finished (some on each worker), the gated ones run, and the calls behind them are reserved
+    or queued, until the test opens the gate."""
+    gate = cluster.folder / f"gate-{time.monotonic_ns()}"
+    runs = start_mix(cluster, GATED, "-p", f"gate={gate}")
+    processes = 2 * len(cluster.live_workers())
+    waiting = cluster.folder / "effects.log.waiting"
+
+    def busy() -> bool:
+        lines = waiting.read_text().split() if waiting.exists() else []
+        return sum(1 for call in lines for r, _ in runs if call.startswith(r)) >= processes
+
+    wait_for(busy, 120, "every worker process to hold a gated call")
+    time.sleep(1.0)  # the next messages reach the workers' prefetch
+    return runs, gate
+
+
 # 3. Broker loss ----------------------------------------------------------------------------------
 
 def test_redis_restart_that_loses_every_message(clusters):
-    """Redis restarted without persistence: with the Redis broker every queued and unacknowledged
-    message is lost (and the chords' join state); with RabbitMQ as broker, the result backend's
-    chord join state and call traces are."""
+    """Redis restarted without persistence while calls run, are reserved and are queued: with the
+    Redis broker every queued and unacknowledged message is lost (and the chords' join state);
+    with RabbitMQ as broker, the result backend's chord join state and call traces are."""
     def scenario(cluster: Cluster) -> None:
         cluster.keep_workers(2)
-        runs = start_mix(cluster, ["chain", "fanout", "chain-orquesta", "fanout-orquesta"])
-        time.sleep(1.5)
+        runs, gate = start_gated(cluster)
         finished = cluster.finished_calls([r for r, _ in runs])
         fault_at = time.time()
         cluster.redis.restart(down_for=1.0)
+        gate.touch()
         check_mix(cluster, runs, fault_at, finished)
 
     on_both(clusters, scenario)
@@ -260,28 +284,29 @@ def test_redis_restart_that_loses_every_message(clusters):
 # 2. Host death -----------------------------------------------------------------------------------
 
 def test_host_death_without_restart(clusters):
-    """One of two workers loses its whole process group (main process and pool) and is never
-    restarted: the calls it was running, had reserved or had queued resume on the other."""
+    """One of two workers loses its whole process group (main process and pool) while running
+    and holding calls, and is never restarted: those calls resume on the other worker."""
     def scenario(cluster: Cluster) -> None:
         cluster.keep_workers(2)
         victim, survivor = cluster.live_workers()[:2]
-        runs = start_mix(cluster, ["chain", "chain", "fanout", "chain-orquesta", "chain-orquesta", "fanout-orquesta"])
+        runs, gate = start_gated(cluster)
         ids = [r for r, _ in runs]
-        wait_for(lambda: any(_holds(victim, r) for r in ids), 30, "the victim to hold a call")
+        assert sum(_holds(victim, r) for r in ids) >= 1, f"[{cluster.broker}] the victim holds no call"
         finished = cluster.finished_calls(ids)
         fault_at = time.time()
         victim.kill_host()
+        gate.touch()
         check_mix(cluster, runs, fault_at, finished)
         assert survivor.alive()
 
     on_both(clusters, scenario)
 
 
-def _holds(worker, run_id: str) -> bool:
-    """The worker received a call of the run that it has not finished."""
+def _holds(worker, run_id: str) -> int:
+    """How many calls of the run the worker received and has not finished."""
     text = worker.text()
-    calls_received = {line.split("[", 1)[1].split("]", 1)[0] for line in text.splitlines()
-                      if " received" in line and f"[{run_id}-" in line}
-    calls_done = {line.split("[", 1)[1].split("]", 1)[0] for line in text.splitlines()
-                  if " succeeded in " in line and f"[{run_id}-" in line}
-    return bool(calls_received - calls_done)
+    received = {line.split("[", 1)[1].split("]", 1)[0] for line in text.splitlines()
+                if " received" in line and f"[{run_id}-" in line}
+    done = {line.split("[", 1)[1].split("]", 1)[0] for line in text.splitlines()
+            if " succeeded in " in line and f"[{run_id}-" in line}
+    return len(received - done)

@@ -43,18 +43,25 @@ def _call_id() -> str:
     return app.tasks["orchestrator.action"].request.id or "?"
 
 
-def _record(line: str) -> None:
+def _record(line: str, suffix: str = "") -> None:
     path = os.environ.get("ORCHESTRATOR_TEST_EFFECTS")
     if path:
-        with open(path, "a") as out:  # one short O_APPEND write per line: lines never interleave
+        with open(path + suffix, "a") as out:  # one short O_APPEND write per line: lines never interleave
             out.write(line + "\n")
 
 
 @app.task(name="tests.effect")
-def effect(seconds=0.0, value=None):
-    """Sleeps, then records that it finished (its call id, one line in the file named by
-    ORCHESTRATOR_TEST_EFFECTS) and returns `value`: a call that ran twice leaves two lines."""
+def effect(seconds=0.0, value=None, gate=""):
+    """Sleeps, waits until the file `gate` exists (when one is named: the test holds the call
+    running until it has injected its fault), then records that it finished (its call id, one
+    line in the file named by ORCHESTRATOR_TEST_EFFECTS) and returns `value`: a call that ran
+    twice leaves two lines."""
     time.sleep(seconds)
+    if gate and not os.path.exists(gate):
+        _record(_call_id(), ".waiting")  # the test waits for its calls to reach the gate
+        deadline = time.monotonic() + 300
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
     _record(_call_id())
     return value
 
