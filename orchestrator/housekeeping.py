@@ -56,6 +56,8 @@ class Housekeeper:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._failing: dict[str, str] = {}
+        self.quiet = False
 
     @property
     def supervisor(self) -> Any:
@@ -125,8 +127,14 @@ class Housekeeper:
             if duty.shared and not self._claim(duty):
                 return
             duty.run()
+            self._failing.pop(duty.name, None)
         except Exception as exc:  # never let one failure stop housekeeping
-            log.warning("housekeeping %s failed: %s", duty.name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            # Said once per duty and kind of failure (a database outage would repeat it every
+            # second); in the embedded runtime the command in the foreground reports it anyway.
+            said = self._failing.get(duty.name)
+            self._failing[duty.name] = text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            level = logging.DEBUG if self.quiet or said == text else logging.WARNING
+            log.log(level, "housekeeping %s failed: %s", duty.name, text)
 
     def _claim(self, duty: Duty) -> bool:
         from .store import liveness
@@ -214,6 +222,7 @@ def housekeeper() -> Housekeeper | None:
             from .runtime import supervisor
 
             _keeper = Housekeeper(supervisor)
+            _keeper.quiet = settings().embedded
             _default_duties(_keeper)
         return _keeper
 

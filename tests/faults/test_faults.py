@@ -94,3 +94,23 @@ def test_completion_delivered_twice(deployment):
     subprocess.run([sys.executable, "-c", code], env={**os.environ, **deployment.env}, cwd=ROOT, check=True, timeout=60)
     time.sleep(2)
     assert deployment.summary(run_id) == before
+
+
+def test_a_lost_message_is_sent_again_when_its_lease_fires(deployment):
+    """A call whose message vanished (purged with its queue before any worker took it) is sent
+    again by its lease (4 s here, 30 min by default: the last resort behind the other recoveries)."""
+    run_id = deployment.start("chain")
+    code = (
+        "from workers.app import app\n"
+        "with app.connection_for_write() as conn:\n"
+        f"    print(conn.default_channel.queue_purge({deployment.env['ORCHESTRATOR_DEFAULT_QUEUE']!r}))\n"
+    )
+    purged = subprocess.run([sys.executable, "-c", code], env={**os.environ, **deployment.env}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert purged.returncode == 0 and purged.stdout.strip() == "1", purged.stdout + purged.stderr
+    from sqlalchemy import text
+
+    with deployment.db.transaction() as conn:  # as if a worker had received it: no outbox row to replay
+        conn.execute(text("DELETE FROM outbox"))
+    deployment.worker()
+    check(deployment, [(run_id, CHAIN)], timeout=60)

@@ -76,12 +76,20 @@ def test_the_timer_sweep_skips_a_run_another_step_holds_and_fires_it_next_time(o
 
 @pytest.fixture
 def redis_app():
-    """A Celery app on the test Redis (db 9) and a queue of its own."""
+    """A Celery app on the test Redis's database 9 (used by these tests only, emptied before and
+    after) and a queue of its own."""
+    def empty() -> None:
+        with Connection(f"{REDIS_URL}/9") as conn:
+            conn.default_channel.client.flushdb()
+
+    empty()
     app = Celery("housekeeping-test", broker=f"{REDIS_URL}/9", backend=f"{REDIS_URL}/9")
     queue = Queue(f"hk-{uuid.uuid4().hex[:8]}", Exchange("hk", type="direct"), routing_key="hk")
-    yield app, queue
-    with Connection(f"{REDIS_URL}/9") as conn:
-        conn.default_channel.client.delete(queue.name, "unacked", "unacked_index")
+    taken: list = []
+    yield app, queue, taken
+    for conn in taken:  # closing a channel gives its unacknowledged messages back (kombu): then empty
+        conn.release()
+    empty()
 
 
 def _publish(app: Celery, queue: Queue, task: str, task_id: str) -> None:
@@ -90,9 +98,10 @@ def _publish(app: Celery, queue: Queue, task: str, task_id: str) -> None:
                                 headers={"task": task, "id": task_id}, serializer="json")
 
 
-def _take(app: Celery, queue: Queue) -> tuple:
+def _take(app: Celery, queue: Queue, taken: list) -> tuple:
     """Receive a message without acknowledging it (it is then in the unacked hash and index)."""
     conn = app.connection_for_read()
+    taken.append(conn)
     channel = conn.channel()
     message = queue(channel).get(no_ack=False)
     assert message is not None
@@ -105,15 +114,15 @@ def _age(app: Celery, tag: str, seconds: float) -> None:
 
 
 def test_abandoned_orchestrator_messages_are_restored_marked_redelivered_and_others_left(redis_app):
-    app, queue = redis_app
+    app, queue, taken = redis_app
     _publish(app, queue, "orchestrator.action", "ours")
     _publish(app, queue, "someone.else", "theirs")
-    held = [_take(app, queue), _take(app, queue)]
+    held = [_take(app, queue, taken), _take(app, queue, taken)]
     for _, _, message in held:
         _age(app, message.delivery_tag, 100)  # nobody refreshed them for 100 s: their worker died
     broker = RedisBroker(app)
     assert broker.restore_abandoned(older_than=30) == ["ours"]
-    conn, channel, message = _take(app, queue)
+    conn, channel, message = _take(app, queue, taken)
     assert message.headers["id"] == "ours" and message.delivery_info.get("redelivered") is True
     assert broker.call_ids() == {"ours"}  # held again (unacked); the other app's message is not ours
     with app.connection_for_write() as c:
@@ -123,9 +132,9 @@ def test_abandoned_orchestrator_messages_are_restored_marked_redelivered_and_oth
 
 
 def test_a_refreshed_message_is_not_restored(redis_app):
-    app, queue = redis_app
+    app, queue, taken = redis_app
     _publish(app, queue, "orchestrator.action", "running-long")
-    conn, channel, message = _take(app, queue)
+    conn, channel, message = _take(app, queue, taken)
     _age(app, message.delivery_tag, 100)
     broker = RedisBroker(app)
     assert broker.refresh([message.delivery_tag, "a-tag-acknowledged-meanwhile"]) == 1
@@ -137,7 +146,7 @@ def test_a_refreshed_message_is_not_restored(redis_app):
 
 
 def test_the_epoch_marker_shows_that_redis_lost_its_data(redis_app):
-    app, _ = redis_app
+    app, _, _ = redis_app
     broker = RedisBroker(app)
     with app.connection_for_write() as c:
         c.default_channel.client.delete("orchestrator-epoch")
