@@ -13,10 +13,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from workers.app import app
 
+from .housekeeping import install as install_housekeeping
 from .runner import FAILED, TIMED_OUT, envelope, record_outcome, run_action
 from .secrets import Redactor
 
 log = logging.getLogger("orchestrator.tasks")
+
+install_housekeeping(app)  # workers import this module before their consumer starts
 
 # Supervisor work that meets a database error worth retrying (a restart, a lost connection, a
 # lock timeout) is retried with backoff rather than dropped: the message is published again and

@@ -10,7 +10,6 @@ from __future__ import annotations
 from celery import Celery
 
 from orchestrator.config import Settings, settings
-from orchestrator.housekeeping import install as install_housekeeping
 
 BUILTIN_MODULES = ("orchestrator.tasks", "workers.actions.core")
 
@@ -55,7 +54,6 @@ def configure(app: Celery, conf: Settings) -> None:
 
 app = Celery("orchestrator", include=list(BUILTIN_MODULES), set_as_current=True)
 configure(app, settings())
-install_housekeeping(app)
 # Worker threads that resolve `current_app` (callbacks, chords) must find this app, not Celery's
 # default one (which would publish to amqp://localhost).
 app.set_default()
