@@ -62,7 +62,7 @@ RUNNING = "running"
 def running_mark() -> str:
     """The "running" trace, with when it was written: a call whose worker died leaves it behind,
     so only a recent one (or a live worker's heartbeat) says the call runs."""
-    return f"{RUNNING} {time.time():.3f}"
+    return f"{RUNNING} {time.time():.6f}"
 
 
 def read_trace(app: Celery, task_id: str) -> tuple[str, float] | dict[str, Any] | None:
@@ -74,7 +74,7 @@ def read_trace(app: Celery, task_id: str) -> tuple[str, float] | dict[str, Any] 
     value = value.decode() if isinstance(value, bytes) else value
     if value.startswith(RUNNING):
         written = value[len(RUNNING):].strip()
-        return RUNNING, (time.time() - float(written)) if written else float("inf")
+        return RUNNING, max(0.0, time.time() - float(written)) if written else float("inf")
     return json.loads(value)
 
 

@@ -76,12 +76,15 @@ def _again(task: Any, call: dict[str, Any], payload: dict[str, Any], retries: in
            ) -> tuple[dict[str, Any] | None, bool]:
     """A delivery that may not be the first: (None, False) to run the call, else the envelope to
     apply instead and whether it is already kept (raises Ignore when there is nothing to do)."""
-    from .recovery import on_redelivery
+    from .recovery import Verdict, on_redelivery
     from .runner import _trace, running_mark
     from .runtime import supervisor
 
     sup = supervisor()
-    verdict = on_redelivery(sup, call, task.request.hostname or "", os.getpid(), retries)
+    try:
+        verdict = on_redelivery(sup, call, task.request.hostname or "", os.getpid(), retries)
+    except Exception as exc:  # the database cannot tell now: neither run it blind nor drop it
+        verdict = Verdict("defer", f"cannot check it now ({type(exc).__name__}: {exc})")
     if verdict.action == "skip":
         log.warning("not running %s again: %s", call.get("task"), verdict.reason)
         raise Ignore()
