@@ -16,7 +16,7 @@ from .config import settings
 # OperationRefused is imported to be exported: `from orchestrator import OperationRefused`.
 from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line  # noqa: F401
 from .engine.validate import Workflow
-from .engine.values import json_size, unstorable
+from .engine import storable
 from .registry import (WorkflowNotFound, compile_workflow, default_name, file_in_folders, find_in_folders, is_file,
                        load_file, looks_like_yaml)
 from .runtime import action_exists, ensure_embedded_worker, supervisor
@@ -100,13 +100,12 @@ def check_input(field: str, value: Any, limit: int | None = None) -> None:
     surrogate, ...) or its JSON is over `limit` bytes: refused before anything is written."""
     if field == "params" and not isinstance(value, dict):
         raise InputInvalid(field, [f"params: must be an object (a mapping of names to values), not {type(value).__name__}"])
-    problems = unstorable(value, field)
-    if not problems and limit is not None:
-        size = json_size(value)
-        if size > limit:
-            problems = [f"{field}: {size} bytes of JSON, over the limit of {limit} (ORCHESTRATOR_MAX_INPUT_BYTES)"]
-    if problems:
-        raise InputInvalid(field, problems)
+    text, why = storable.encode(value, field)  # the one check the steps use too
+    if why:
+        raise InputInvalid(field, [f"{field}: cannot be stored: {why}"])
+    size = len(text.encode("utf-8"))
+    if limit is not None and size > limit:
+        raise InputInvalid(field, [f"{field}: {size} bytes of JSON, over the limit of {limit} (ORCHESTRATOR_MAX_INPUT_BYTES)"])
 
 
 def check_run_id(run_id: str) -> None:

@@ -18,6 +18,7 @@ from celery.canvas import Signature
 from .engine.commands import Dispatch, Revoke
 from .runner import call_id, read_trace
 
+OUTBOX_HEADER = "orchestrator_outbox"  # message header: the outbox row its receiver deletes
 HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) and the kill
 
 
@@ -31,14 +32,29 @@ class Canvas:
         self.single_queue = single_queue
         self._queue_for = lru_cache(maxsize=1024)(self._route)
 
-    def send(self, run_id: str, workflow: str, calls: Iterable[Dispatch]) -> None:
+    def send(self, run_id: str, workflow: str, calls: Iterable[Dispatch], resent: bool = False,
+             outbox: int | None = None) -> None:
+        """Publish the calls. `resent`: they may have been sent before (a lost message, a
+        reconciled outbox row), so the worker checks each one before running it. `outbox`: the
+        id of the step's outbox row, carried in a header of the last message sent: the worker
+        that receives it deletes the row (everything else was published by then)."""
         singles: list[Signature] = []
         fan_ins: dict[str, list[Signature]] = {}
+        last: Signature | None = None
         for call in calls:
             if call.barrier:
-                fan_ins.setdefault(call.barrier, []).append(self.signature(run_id, workflow, call))
+                signature = self.signature(run_id, workflow, call, resent=resent)
+                fan_ins.setdefault(call.barrier, []).append(signature)
             else:
-                singles.append(self.single(self.signature(run_id, workflow, call, inline=True), bool(call.timeout)))
+                signature = self.single(self.signature(run_id, workflow, call, inline=True, resent=resent),
+                                        bool(call.timeout))
+                singles.append(signature)
+        if fan_ins:
+            last = list(fan_ins.values())[-1][-1]
+        elif singles:
+            last = singles[-1]
+        if last is not None and outbox is not None:
+            last.set(headers={OUTBOX_HEADER: outbox})
         if len(singles) == 1:
             singles[0].apply_async()
         elif singles:
@@ -48,10 +64,13 @@ class Canvas:
                                       shadow=f"orchestrator.supervise [{workflow} {key}]")
             chord(header, body).apply_async()
 
-    def signature(self, run_id: str, workflow: str, call: Dispatch, inline: bool = False) -> Signature:
+    def signature(self, run_id: str, workflow: str, call: Dispatch, inline: bool = False,
+                  resent: bool = False) -> Signature:
         meta = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item,
                 "task": call.task, "action": call.action, "workflow": workflow, "timeout": call.timeout,
                 "inline": inline, "trace_after": 0.0 if call.timeout else self.trace_after}
+        if resent:
+            meta["resent"] = True
         options: dict[str, Any] = {
             "task_id": call_id(run_id, call.seq, call.attempt, call.item),
             "queue": self.app.conf.task_default_queue if self.single_queue else call.queue or self._queue_for(call.action),
@@ -88,8 +107,10 @@ class Canvas:
         else:
             self.app.control.revoke(task_id)
 
-    def trace(self, run_id: str, seq: int, attempt: int, item: int | None) -> str | dict[str, Any] | None:
-        """What the worker left of a call: 'running', its envelope, or None (see runner.py)."""
+    def trace(self, run_id: str, seq: int, attempt: int, item: int | None
+              ) -> tuple[str, float] | dict[str, Any] | None:
+        """What the worker left of a call: ("running", age in seconds), its envelope, or None
+        (see runner.py)."""
         return read_trace(self.app, call_id(run_id, seq, attempt, item))
 
     def single(self, signature: Signature, time_limited: bool = False) -> Signature:

@@ -5,7 +5,7 @@
     prune("30d")                          # finished runs older than 30 days, everything they own
     prune("12h", statuses=["succeeded"])  # only succeeded ones
 
-`prune_if_due()` is cheap to call often (every worker's periodic tick calls it): it looks at the
+`prune_if_due()` is cheap to call often (every worker's housekeeping calls it once a minute): it looks at the
 database at most once a minute per process, and one process of the whole deployment claims each
 day's prune (the job's due time is claimed like a schedule's, store/prune.py).
 """
@@ -25,7 +25,8 @@ from .store.runs import utcnow
 log = logging.getLogger("orchestrator.retention")
 
 BATCH = 500          # runs per transaction
-DAILY_BATCHES = 200  # per pass of the daily job (100,000 runs); the rest in the next passes
+DAILY_BATCHES = 20  # per pass of the daily job (10,000 runs, seconds): it shares the housekeeping
+                    # thread with the timer sweep; a backlog continues at the next passes, a minute apart
 JOB = "prune"
 CHECK_EVERY = 60.0   # seconds between two looks at the job's due time, per process
 LEASE = timedelta(hours=1)  # a process that died mid-prune: another takes the job after this

@@ -16,6 +16,8 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
+from .engine import storable
+
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
 
 log = logging.getLogger("orchestrator.runner")
@@ -54,13 +56,26 @@ def _trace(app: Celery, call: dict[str, Any], value: str) -> None:
         log.warning("could not record the trace of call %s: %s", call.get("task"), exc)
 
 
-def read_trace(app: Celery, task_id: str) -> str | dict[str, Any] | None:
-    """'running', the envelope of a finished call, or None when there is no trace."""
+RUNNING = "running"
+
+
+def running_mark() -> str:
+    """The "running" trace, with when it was written: a call whose worker died leaves it behind,
+    so only a recent one (or a live worker's heartbeat) says the call runs."""
+    return f"{RUNNING} {time.time():.6f}"
+
+
+def read_trace(app: Celery, task_id: str) -> tuple[str, float] | dict[str, Any] | None:
+    """("running", seconds since it was written), the envelope of a finished call, or None when
+    there is no trace."""
     value = app.backend.get(trace_key(task_id))
     if value is None:
         return None
     value = value.decode() if isinstance(value, bytes) else value
-    return "running" if value == "running" else json.loads(value)
+    if value.startswith(RUNNING):
+        written = value[len(RUNNING):].strip()
+        return RUNNING, max(0.0, time.time() - float(written)) if written else float("inf")
+    return json.loads(value)
 
 
 class _RunningTraces:
@@ -78,7 +93,7 @@ class _RunningTraces:
         key = call_id(call["run"], call["seq"], call["attempt"], call.get("item"))
         delay = call.get("trace_after", 0) or 0
         if delay <= 0:
-            _trace(app, call, "running")
+            _trace(app, call, running_mark())
             return key
         with self._lock:
             self._due[key] = (time.monotonic() + delay, app, call)
@@ -98,7 +113,7 @@ class _RunningTraces:
                 now = time.monotonic()
                 for key in [k for k, (at, _, _) in self._due.items() if at <= now]:
                     _, app, call = self._due.pop(key)
-                    _trace(app, call, "running")
+                    _trace(app, call, running_mark())
 
 
 _running = _RunningTraces()
@@ -150,10 +165,12 @@ def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_
         return envelope(call, FAILED, error=f"bad input for {call['action']}: {exc}")
     except Exception as exc:  # the action's own failure, reported as data
         return envelope(call, FAILED, result=_failure_result(exc, max_result_bytes), error=describe(exc))
-    try:
-        size = len(json.dumps(result))
-    except (TypeError, ValueError) as exc:
-        return envelope(call, FAILED, error=f"result of {call['action']} is not JSON: {exc}")
+    text, why = storable.encode(result)
+    if why:
+        return envelope(call, FAILED, error=f"result of {call['action']} cannot be stored: {why}")
+    size = len(text)
+    if max_result_bytes is not None and size * 4 > max_result_bytes:
+        size = len(text.encode("utf-8"))
     if max_result_bytes is not None and size > max_result_bytes:
         return envelope(call, FAILED, error=f"result of {call['action']} is {size} bytes, over the limit of "
                                             f"{max_result_bytes} (ORCHESTRATOR_MAX_RESULT_BYTES)")

@@ -27,6 +27,11 @@ def celery_app():
     return app
 
 
+# True in a worker process (its main process or a pool process): it lives as long as the worker,
+# so its supervisor may defer deleting carried-out outbox rows (supervisor.py).
+worker_process = False
+
+
 @lru_cache(maxsize=1)
 def supervisor() -> Supervisor:
     conf = settings()
@@ -37,7 +42,9 @@ def supervisor() -> Supervisor:
     # An in-memory broker has nobody else to listen: no events to send there.
     events = EventPublisher(app, enabled=conf.send_events and not conf.embedded)
     canvas = Canvas(app, conf.supervisor_queue, single_queue=conf.embedded, lease=conf.lease)
-    return Supervisor(db, canvas, conf, find_workflow, events)
+    sup = Supervisor(db, canvas, conf, find_workflow, events)
+    sup.long_lived = worker_process
+    return sup
 
 
 def find_workflow(name: str) -> Workflow | None:
@@ -149,30 +156,3 @@ def stop_embedded_worker() -> None:
         if _embedded is not None:
             _embedded.stop()
             _embedded = None
-
-
-class Ticker:
-    """Sends `orchestrator.tick` every `interval` seconds while a worker runs, so durable timers
-    fire without a separate beat process. Every worker ticks; ticks are cheap and idempotent, and
-    they expire rather than pile up while no worker consumes."""
-
-    def __init__(self, interval: float):
-        self.interval = interval
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="orchestrator-ticker", daemon=True)
-
-    def start(self) -> "Ticker":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        app = celery_app()
-        queue = settings().supervisor_queue
-        while not self._stop.wait(self.interval):
-            try:
-                app.signature("orchestrator.tick", queue=queue, expires=max(self.interval * 5, 5)).apply_async()
-            except Exception as exc:  # a broker hiccup must not kill the ticker
-                log.warning("tick not sent: %s", exc)

@@ -8,6 +8,7 @@ step writes nothing. Timers are rows deleted under the same lock when they fire,
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -16,15 +17,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from . import guard
 from .canvas import Canvas
 from .config import Settings
-from .engine.commands import (CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired,
-                              from_data, to_data)
+from .engine import storable
+from .engine.commands import (CallLost, CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun,
+                              Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, to_data)
 from .core.run import RunInfo
-from .core.timers import WATCHES, parse_timer_key
 from .events import EventPublisher
+from . import whereabouts
 from .faults import crash_point
+from .whereabouts import child_run_id
 from .lifecycle import LifecycleEvent
 from .engine.errors import OperationRefused, ParametersInvalid, WorkflowInvalid
 from .core.refusals import check_operation, nothing_changed
@@ -32,9 +37,19 @@ from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
 from .registry import WorkflowNotFound, compile_workflow
 from .secrets import Redactor
 from .store import Database, RunStore
+from .store import liveness
 from .store.runs import TERMINAL, StoredItems, iso, utcnow
 
 log = logging.getLogger("orchestrator.supervisor")
+
+# Database errors worth retrying: the server or the connection went away, a lock or statement
+# timed out, a deadlock or serialization failure. Anything else (a value refused, a constraint,
+# a statement that cannot run) fails the same way every time: it is not retried.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_DB_ERRORS) or bool(getattr(exc, "connection_invalidated", False))
 
 
 @dataclass
@@ -46,6 +61,7 @@ class _Outcome:
     commands: list[Any]
     parent: dict[str, Any] | None = None
     events: list[LifecycleEvent] = field(default_factory=list)
+    resent: bool = False  # its calls were sent before and lost (or may have been): workers check them
 
 
 class _PendingIds:
@@ -83,11 +99,6 @@ class _PendingIds:
                 log.warning("could not clear carried-out outbox rows: %s", exc)
 
 
-def child_run_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
-    """The id of the run a sub-workflow call starts: derived, so a repeated start does nothing."""
-    return f"{run_id}.{seq}.{attempt}" + ("" if item is None else f".{item}")
-
-
 class Supervisor:
     def __init__(self, db: Database, canvas: Canvas, settings: Settings,
                  find_workflow: Callable[[str], AnyWorkflow | None] | None = None,
@@ -100,6 +111,11 @@ class Supervisor:
         self.find_workflow = find_workflow or (lambda name: None)
         self._workflow_by_definition = lru_cache(maxsize=256)(self._load_definition)
         self._carried_out = _PendingIds(self.flush_carried_out, interval=min(2.0, settings.outbox_grace / 5))
+        # True in worker processes, which live long enough for carried-out outbox rows to be
+        # deleted lazily; elsewhere (the CLI, a script) a row no call message carries is deleted
+        # before returning.
+        self.long_lived = False
+        atexit.register(self._flush_quietly)
 
     # Starting -------------------------------------------------------------------------------
 
@@ -109,6 +125,9 @@ class Supervisor:
         Raises ParametersInvalid before anything is written. `parent` names the calling task
         ({run, seq, attempt, item}) of a sub-workflow run."""
         resolved = resolve_params(workflow, params)
+        why = storable.problem(resolved)
+        if why:
+            raise ParametersInvalid(workflow.name, [f"cannot be stored: {why}"])
         now = utcnow()
         with self.db.transaction() as conn:
             definition_id = self.store.save_definition(conn, workflow.name, workflow.text, workflow.source)
@@ -117,8 +136,9 @@ class Supervisor:
             conductor = conductor_for(workflow, self._run_info(run_id, resolved, iso(now)))
             with guard.step():  # the run's expressions get one time budget per step
                 state, commands = conductor.start()
+                commands = storable.checked(commands, [], lambda extra: _apply_to(conductor, state, extra))
             outcome = _Outcome(run_id, workflow.name, commands, parent)
-            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands, started_at=now,
+            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, outcome.commands, started_at=now,
                                                               outbox=self._effects(outcome))
         self._finish(outcome, outbox_id)
         return run_id
@@ -126,14 +146,19 @@ class Supervisor:
     def record_rejected(self, run_id: str, workflow: str, error: str, params: dict[str, Any] | None = None) -> None:
         """A start that cannot run (unknown workflow, bad parameters) still leaves a failed run,
         so whoever holds its id can see why."""
+        params = params or {}
+        if storable.problem(params):
+            params = {}  # the error says why; what cannot be stored is not kept
         with self.db.transaction() as conn:
-            if self.store.create_run(conn, run_id, workflow, None, params or {}, status="failed", error=error):
+            if self.store.create_run(conn, run_id, workflow, None, params, status="failed", error=error):
                 self.store.record_events(conn, run_id, [LifecycleEvent("workflow.failed", message=error)])
 
     # Events ---------------------------------------------------------------------------------
 
-    def complete(self, envelopes: Iterable[dict[str, Any]]) -> None:
-        """Apply action envelopes (one, or a fan-in's batch) to their runs."""
+    def complete(self, envelopes: Iterable[dict[str, Any]], fan_in: bool = False, skip_locked: bool = False) -> bool:
+        """Apply action envelopes (one, or a fan-in's batch) to their runs. A fan-in's envelopes
+        were also kept in `call_outcomes`; the step deletes those rows. False when a run was
+        busy and `skip_locked` left it for later."""
         by_run: dict[str, list[Event]] = defaultdict(list)
         for envelope in envelopes:
             if isinstance(envelope, dict) and "run" in envelope:
@@ -142,58 +167,76 @@ class Supervisor:
                     result=envelope.get("result"), error=envelope.get("error"), item=envelope.get("item")))
             else:
                 log.warning("ignoring malformed completion %r", envelope)
+        done = True
         for run_id, events in by_run.items():
-            self._step(run_id, lambda conn: events)
+            calls = [(e.seq, e.attempt, e.item) for e in events] if fan_in else None
+            done = self._step(run_id, lambda conn, events=events: events, skip_locked=skip_locked,
+                              drop_outcomes=calls) and done
+        return done
 
-    def fire_timers(self, run_id: str, keys: list[str] | None = None) -> None:
+    def carried_out(self, outbox_id: int) -> None:
+        """An outbox row whose effects were carried out (a worker received its last message):
+        deleted with the next step's write or by the flusher, within ~2 s."""
+        self._carried_out.add(outbox_id)
+
+    def fire_timers(self, run_id: str, keys: list[str] | None = None, skip_locked: bool = False) -> bool:
         """Fire the run's due timers (the named ones, or all that are due)."""
-        self._step(run_id, lambda conn: [self._timer_event(conn, run_id, k)
-                                         for k in self.store.take_due_timers(conn, run_id, keys)])
+        return self._step(run_id, lambda conn: [self._timer_event(conn, run_id, k)
+                                                for k in self.store.take_due_timers(conn, run_id, keys)],
+                          skip_locked=skip_locked)
+
+    def fire_due_timers(self, budget: float = 1.0, batch: int = 200) -> int:
+        """The timer sweep (housekeeping, once per interval for the deployment): fire the timers
+        that are due, most overdue first, for up to `budget` seconds. A run another step holds is
+        skipped, not waited for; its timers stay due for the next sweep."""
+        deadline = time.monotonic() + budget
+        fired = 0
+        with self.db.reading() as conn:
+            runs = liveness.due_timer_runs(conn, batch)
+        for run_id in runs:
+            if time.monotonic() > deadline:
+                break
+            try:
+                self.fire_timers(run_id, skip_locked=True)
+            except Exception as exc:  # one run's trouble must not hold the others' timers back
+                log.warning("run %s: firing its due timers failed: %s", run_id, exc)
+            fired += 1
+        return fired
 
     def _timer_event(self, conn: Any, run_id: str, key: str) -> Event:
-        """A watched call went quiet: look at what its worker left. A finished call whose report
-        was lost is applied from its trace; otherwise the conductor learns whether it runs.
-        A sub-workflow call's trace is its child run."""
-        if key.split(":", 1)[0] not in WATCHES:
-            return TimerFired(key)
-        _, seq, attempt, item = parse_timer_key(key)
-        child = self.store.status(conn, child_run_id(run_id, seq, attempt, item))
-        if child is not None:
-            return TimerFired(key, running=True)  # a finished child reports through the outbox
-        try:
-            trace = self.canvas.trace(run_id, seq, attempt, item)
-        except Exception as exc:  # the backend cannot tell: let the conductor be cautious
-            log.warning("cannot read the trace of %s %s: %s", run_id, key, exc)
-            return TimerFired(key, running=None)
-        if isinstance(trace, dict):
-            return TaskEnded(seq=seq, attempt=attempt, status=trace["status"], result=trace.get("result"),
-                             error=trace.get("error"), item=item)
-        return TimerFired(key, running=trace == "running")
+        return whereabouts.watch_event(self, conn, run_id, key)
 
-    def tick(self, limit: int = 500) -> int:
-        """The reconciler: fire every due timer of every run, and carry out what a crashed process
-        committed but never published. Returns how many runs had a due timer."""
+    def held(self, conn: Any, task_id: str, besides: tuple[str, int] | None = None, retries: int = 0,
+             running_only: bool = False) -> bool:
+        return whereabouts.held(conn, self.settings.worker_timeout, task_id, besides, retries, running_only)
+
+    def lose(self, run_id: str, seq: int, attempt: int, item: int | None, reason: str) -> bool:
+        """A call no live worker holds and whose message is gone: the conductor sends it again
+        (or, while canceling, ends it); a call no longer in flight changes nothing."""
+        def events_of(conn: Any) -> list[Event]:
+            ended = whereabouts.ended_elsewhere(self, conn, run_id, seq, attempt, item)
+            if ended is not None:
+                return [ended]
+            if self.store.ended_run(conn, child_run_id(run_id, seq, attempt, item)) is not None:
+                return []  # a sub-workflow call: its child run goes on
+            return [CallLost(seq, attempt, item, reason)]
+
+        return self._step(run_id, events_of)
+
+    def in_flight(self, run_id: str) -> set[tuple[int, int, int | None]] | None:
+        """The run's calls out on workers, read without a lock (None: no such run, or it ended)."""
         with self.db.reading() as conn:
-            runs = self.store.due_runs(conn, limit)
-        for run_id in runs:
-            self.fire_timers(run_id)
-        self.reconcile_outbox()
-        return len(runs)
+            run = self.store.read_run(conn, run_id)
+            if run is None or run.definition_id is None or run.status in TERMINAL:
+                return None
+            return self._calls(conn, run)
 
-    def reconcile_outbox(self) -> int:
-        with self.db.transaction() as conn:
-            rows = self.store.stale_outbox(conn, self.settings.outbox_grace)
-            for row in rows:
-                log.warning("carrying out effects of run %s left unpublished (outbox %s)", row.run_id, row.id)
-                payload = row.payload
-                self._carry_out(_Outcome(row.run_id, payload["workflow"],
-                                         [from_data(c) for c in payload["commands"]], payload.get("parent")))
-                self.store.remove_outbox(conn, row.id)
-        return len(rows)
+    def _calls(self, conn: Any, run: Any) -> set[tuple[int, int, int | None]]:
+        workflow = self._workflow_by_definition(run.definition_id)
+        state = state_from_dict(*self.store.load_state(conn, run))
+        return set(self._conductor(conn, run, workflow).calls(state))
 
     # Operations -----------------------------------------------------------------------------
-
-    # Each raises OperationRefused (core/refusals.py) when the run's status does not allow it.
 
     def control(self, run_id: str, action: str) -> None:
         """pause, resume or cancel a run, and the same for its running sub-workflow runs."""
@@ -221,52 +264,134 @@ class Supervisor:
             if not self.store.run_exists(conn, run_id):
                 raise LookupError(f"no run with id {run_id}")
 
+    # One step -------------------------------------------------------------------------------
+
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False,
-              operation: str | None = None) -> None:
-        # Outbox rows this process carried out are deleted by the next step's write instead of a
-        # commit of their own; they go back to the flusher unless that write commits.
+              skip_locked: bool = False,
+              drop_outcomes: list[tuple[int, int, int | None]] | None = None, operation: str | None = None) -> bool:
+        """Lock, decide, write, commit, then carry out. Returns False only when `skip_locked`
+        found the run busy. A database error that retrying cannot fix (a value PostgreSQL refuses,
+        a constraint) fails the run with that error instead of failing every retry. `operation`
+        names an operator's request: one the run's status forbids, or that changes nothing,
+        raises OperationRefused (core/refusals.py) instead of passing as a stale event."""
+        # Outbox rows carried out earlier are deleted by this step's write instead of a commit
+        # of their own; they go back to the flusher unless that write commits.
         forget = self._carried_out.take()
         try:
-            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, operation)
+            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked, drop_outcomes,
+                                                        operation)
+        except DBAPIError as exc:
+            self._carried_out.extend(forget)
+            if transient(exc):
+                raise
+            log.error("run %s: a step could not be stored: %s", run_id, exc)
+            self.fail_run(run_id, f"the run's state could not be stored: {_short(exc)}")
+            return True
         except BaseException:
             self._carried_out.extend(forget)
             raise
+        if outcome is _BUSY:
+            self._carried_out.extend(forget)
+            return False
         if outcome is None:
             self._carried_out.extend(forget)
-            return
+            return True
         self._finish(outcome, outbox_id)
+        return True
 
     def _decide_and_write(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool,
-                          forget: list[int], operation: str | None = None) -> tuple[_Outcome | None, int | None]:
-        """`operation` names an operator's request: one the run's status forbids, or that changes
-        nothing, raises OperationRefused instead of passing as a stale event."""
+                          forget: list[int], skip_locked: bool = False,
+                          drop_outcomes: list[tuple[int, int, int | None]] | None = None,
+                          operation: str | None = None) -> tuple[Any, int | None]:
         with self.db.transaction() as conn:
-            run = self.store.lock_run(conn, run_id)
+            run = self.store.lock_run(conn, run_id, skip_locked=skip_locked)
+            if run is None and skip_locked and self.store.run_exists(conn, run_id):
+                return _BUSY, None
             if operation is not None and run is not None:
                 check_operation(operation, run_id, run.status, started=run.definition_id is not None)
+            if drop_outcomes:
+                liveness.drop_outcomes(conn, run_id, drop_outcomes)
             if run is None or run.definition_id is None or (run.status in TERMINAL and not reopen):
                 return None, None
             events = events_of(conn)
             if not events:
                 return None, None
             workflow = self._workflow_by_definition(run.definition_id)
-            state = state_from_dict(*self.store.load_state(conn, run))
-            conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
-                                      items=StoredItems(conn, run_id))
             with guard.step():  # the row lock is held: the step's expressions share one time budget
-                commands: list[Any] = conductor.apply_all(state, events)
+                commands = self._decide(conn, run, workflow, events)
             if not commands:
                 if operation is not None:
                     raise nothing_changed(operation, run_id, run.status)
                 return None, None  # stale or duplicate: nothing changes
+            state, commands = commands
             parent = None
             if run.parent_run_id:
                 parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
                           "item": run.parent_item}
-            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            # Calls sent because their message was lost may still exist somewhere: their worker
+            # checks them before running them.
+            resent = any(isinstance(e, CallLost) or (isinstance(e, TimerFired) and e.running is False) for e in events)
+            outcome = _Outcome(run_id, workflow.name, commands, parent, resent=resent)
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
                                                               outbox=self._effects(outcome), forget=forget)
         return outcome, outbox_id
+
+    def _decide(self, conn: Any, run: Any, workflow: AnyWorkflow, events: list[Event]) -> tuple[Any, list[Any]] | None:
+        """The conductor's state and commands for `events`, every value they would store checked
+        (engine/storable.py) at the one place both formats' steps pass before they are written."""
+        step: dict[str, Any] = {}
+
+        def again(replaced: list[Event]) -> list[Any]:  # applying changed the state read with the row
+            step["state"], commands = self._apply(conn, self.store.lock_run(conn, run.id), workflow, replaced)
+            return commands
+
+        def failing() -> None:  # the run fails; if its state holds the value too, keep the stored one
+            if storable.problem(step["state"].to_dict()):
+                step["state"] = state_from_dict(*self.store.load_state(conn, self.store.lock_run(conn, run.id)))
+
+        step["state"], commands = self._apply(conn, run, workflow, events)
+        if not commands:
+            return None
+        commands = storable.checked(commands, events, lambda extra: self._more(conn, run, workflow, step["state"], extra),
+                                    again, failing, log=lambda why: log.warning("run %s: %s", run.id, why))
+        return (step["state"], commands) if commands else None
+
+    def _conductor(self, conn: Any, run: Any, workflow: AnyWorkflow) -> Any:
+        return conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
+                             items=StoredItems(conn, run.id))
+
+    def _apply(self, conn: Any, run: Any, workflow: AnyWorkflow, events: list[Event]) -> tuple[Any, list[Any]]:
+        state = state_from_dict(*self.store.load_state(conn, run))
+        return state, self._more(conn, run, workflow, state, events)
+
+    def _more(self, conn: Any, run: Any, workflow: AnyWorkflow, state: Any, events: list[Event]) -> list[Any]:
+        return _apply_to(self._conductor(conn, run, workflow), state, events)
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        """End a run as failed outside the conductor (its state could not be stored): its calls
+        in flight are revoked, its timers dropped, its parent told."""
+        with self.db.transaction() as conn:
+            run = self.store.lock_run(conn, run_id)
+            if run is None or run.status in TERMINAL:
+                return
+            try:
+                calls = self._calls(conn, run)
+                state = state_from_dict(*self.store.load_state(conn, run))
+            except Exception:  # the state itself may be what cannot be read
+                calls, state = set(), None
+            commands: list[Any] = [Revoke(seq, attempt, item, terminate=True) for seq, attempt, item in sorted(
+                calls, key=lambda c: (c[0], c[1], -1 if c[2] is None else c[2]))]
+            commands.append(RunFinished("failed", None, error))
+            parent = None
+            if run.parent_run_id:
+                parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
+                          "item": run.parent_item}
+            outcome = _Outcome(run_id, run.workflow, commands, parent)
+            if state is None:
+                state = state_from_dict({}, {})
+            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
+                                                              outbox=self._effects(outcome))
+        self._finish(outcome, outbox_id)
 
     # After commit ---------------------------------------------------------------------------
 
@@ -280,12 +405,26 @@ class Supervisor:
         return {"workflow": outcome.workflow, "parent": outcome.parent, "commands": [to_data(c) for c in effects]}
 
     def _finish(self, outcome: _Outcome, outbox_id: int | None) -> None:
+        """Carry out a committed step. Its outbox row is deleted without a round trip of its own
+        where possible: by the worker that receives its last call message (batched, in that
+        worker's main process), else by this process (lazily in a worker, at once in a
+        short-lived process such as the CLI)."""
         crash_point("after_commit")
-        self._carry_out(outcome)
-        if outbox_id is not None:
-            self._carried_out.add(outbox_id)
+        carried_by_call = self.carry_out(outcome, outbox_id)
+        if outbox_id is not None and not carried_by_call:
+            if self.long_lived:
+                self._carried_out.add(outbox_id)
+            else:
+                self._forget_now([outbox_id])
         if self.events is not None:
             self.events.publish(outcome.run_id, outcome.workflow, outcome.events)
+
+    def _forget_now(self, ids: list[int]) -> None:
+        try:
+            with self.db.transaction() as conn:
+                self.store.remove_outbox_many(conn, ids)
+        except Exception as exc:  # the reconciler finds the row and checks its calls before resending
+            log.warning("could not clear carried-out outbox rows: %s", exc)
 
     def flush_carried_out(self) -> None:
         ids = self._carried_out.take()
@@ -293,7 +432,16 @@ class Supervisor:
             with self.db.transaction() as conn:
                 self.store.remove_outbox_many(conn, ids)
 
-    def _carry_out(self, outcome: _Outcome) -> None:
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush_carried_out()
+        except Exception:  # the process is exiting; the reconciler checks rows before resending
+            pass
+
+    def carry_out(self, outcome: _Outcome, outbox_id: int | None = None) -> bool:
+        """Publish what a committed step decided. Child runs, revokes and reports go first and
+        the calls last, so that the last call message, which carries `outbox_id`, is sent only
+        once everything else was: its receiver deletes the row. True when a message carries it."""
         calls: list[Dispatch] = []
         children: list[tuple[Dispatch, AnyWorkflow]] = []
         for command in outcome.commands:
@@ -304,7 +452,7 @@ class Supervisor:
                 else:
                     children.append((command, child))
             elif (isinstance(command, SetTimer) and command.seconds < self.settings.timer_fast_path
-                  and not command.key.startswith("lease:")):  # a lease is a slow safety net: the tick fires it
+                  and not command.key.startswith("lease:")):  # a lease is a slow safety net: the sweep fires it
                 self.canvas.send_timer(outcome.run_id, command.key, command.seconds)
             elif isinstance(command, Revoke):
                 self.canvas.revoke(outcome.run_id, command)
@@ -313,10 +461,12 @@ class Supervisor:
             elif isinstance(command, StatusChanged) and command.status == "paused" and outcome.parent:
                 parent = outcome.parent
                 self._step(parent["run"], lambda conn: [CallPaused(parent["seq"], parent["attempt"], parent["item"])])
-        if calls:
-            self.canvas.send(outcome.run_id, outcome.workflow, calls)
         for call, child in children:
             self._start_child(outcome.run_id, call, child)
+        if calls:
+            self.canvas.send(outcome.run_id, outcome.workflow, calls, resent=outcome.resent, outbox=outbox_id)
+            return outbox_id is not None
+        return False
 
     def _start_child(self, run_id: str, call: Dispatch, child: AnyWorkflow) -> None:
         """A task whose action names a workflow runs it as a child run; the child's output is the
@@ -345,6 +495,18 @@ class Supervisor:
         with self.db.reading() as conn:
             row = self.store.definition(conn, definition_id)
         return compile_workflow(row.text, row.source, row.name)
+
+
+_BUSY = object()  # a step's run was locked by another transaction and `skip_locked` left it
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _apply_to(conductor: Any, state: Any, events: list[Event]) -> list[Any]:
+    return list(conductor.apply_all(state, events))
 
 
 __all__ = ["Supervisor", "ParametersInvalid", "WorkflowInvalid", "WorkflowNotFound"]

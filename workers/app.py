@@ -46,6 +46,10 @@ def configure(app: Celery, conf: Settings) -> None:
         timezone="UTC",
         enable_utc=True,
     )
+    if conf.broker_url and conf.broker_url.startswith(("amqp", "pyamqp")):
+        # RabbitMQ gives a dead connection's unacknowledged messages back at once; a host that
+        # vanishes without closing its TCP connections is noticed after ~2 missed heartbeats.
+        app.conf.broker_heartbeat = 20
 
 
 app = Celery("orchestrator", include=list(BUILTIN_MODULES), set_as_current=True)

@@ -1,14 +1,14 @@
 """Schedules, the due times they fired, and deployment-wide periodic jobs (the daily prune).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -48,20 +48,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("schedule_id", "due_at", name=op.f("uq_schedule_fires_schedule_id")),
     )
     op.create_index(op.f("ix_schedule_fires_fired_at"), "schedule_fires", ["fired_at"], unique=False)
-    op.create_table(
-        "housekeeping_jobs",
-        sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_result", JSON, nullable=True),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_housekeeping_jobs")),
-    )
     # Retention finds finished runs by age; sub-workflow runs by parent (already indexed).
     op.create_index("ix_workflow_runs_finished_at", "workflow_runs", ["finished_at"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index("ix_workflow_runs_finished_at", table_name="workflow_runs")
-    op.drop_table("housekeeping_jobs")
     op.drop_index(op.f("ix_schedule_fires_fired_at"), table_name="schedule_fires")
     op.drop_table("schedule_fires")
     op.drop_index(op.f("ix_schedules_next_due_at"), table_name="schedules")

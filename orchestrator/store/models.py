@@ -227,16 +227,6 @@ class ScheduleFire(Base):
     fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-class HousekeepingJob(Base):
-    """Deployment-wide periodic jobs (the daily prune): the next due time, claimed like a
-    schedule's, so one process of the deployment does each due job."""
-
-    __tablename__ = "housekeeping_jobs"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    next_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_result: Mapped[Any] = mapped_column(JSONType, nullable=True)
-
 
 class RunCount(Base):
     """How many runs are in each terminal status, kept by database triggers on workflow_runs
@@ -253,3 +243,49 @@ class RunCount(Base):
     status: Mapped[str] = mapped_column(String(16))
     shard: Mapped[int] = mapped_column(Integer)
     runs: Mapped[int] = mapped_column(BigInteger)
+
+
+class Worker(Base):
+    """A live worker process, as its housekeeping thread last reported it (every
+    ORCHESTRATOR_HEARTBEAT_INTERVAL): the calls it holds, `[call id, pool process id, running,
+    retries]` each.
+    A row older than ORCHESTRATOR_WORKER_TIMEOUT is a dead worker's; what it held is restored."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    calls: Mapped[Any] = mapped_column(JSONType, default=list)
+
+
+class Housekeeping(Base):
+    """One row per deployment-wide housekeeping duty (housekeeping.py): when it is next due and
+    which worker claimed it last, so one worker runs it per interval; `value` is what the duty
+    keeps between sweeps (the broker's epoch marker, a census in progress)."""
+
+    __tablename__ = "housekeeping"
+
+    duty: Mapped[str] = mapped_column(String(50), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    holder: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+
+
+class CallOutcome(Base):
+    """The envelope of a fan-in call (a chord header), written by its worker when the call ends,
+    before the chord joins: the join state lives in the result backend, which can be lost. The
+    step that applies the envelope deletes the row; the housekeeping sweep applies rows left
+    behind. `item` is -1 for a call that is not a with_items item. No foreign key: its check
+    would wait on the run's row lock."""
+
+    __tablename__ = "call_outcomes"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item: Mapped[int] = mapped_column(Integer, primary_key=True)
+    envelope: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -16,12 +16,13 @@ from sqlalchemy import Connection, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .models import HousekeepingJob, Outbox, ScheduleFire, WorkflowRun
+from .models import CallOutcome, Housekeeping, Outbox, ScheduleFire, WorkflowRun
 
 RUNS = WorkflowRun.__table__
 OUTBOX = Outbox.__table__
 FIRES = ScheduleFire.__table__
-JOBS = HousekeepingJob.__table__
+OUTCOMES = CallOutcome.__table__
+SLOTS = Housekeeping.__table__  # the deployment's housekeeping duties (store/liveness.py): the daily prune is one
 TERMINAL = ("succeeded", "failed", "canceled")
 
 
@@ -42,6 +43,7 @@ def prune_batch(conn: Connection, cut: datetime, statuses: tuple[str, ...], limi
     if not ids:
         return 0
     conn.execute(delete(OUTBOX).where(OUTBOX.c.run_id.in_(ids)))
+    conn.execute(delete(OUTCOMES).where(OUTCOMES.c.run_id.in_(ids)))  # no foreign key (store/models.py)
     conn.execute(delete(FIRES).where(FIRES.c.run_id.in_(ids)))
     conn.execute(delete(RUNS).where(RUNS.c.id.in_(ids)))
     return len(ids)
@@ -55,17 +57,17 @@ def prune_orphan_fires(conn: Connection, cut: datetime) -> int:
 
 
 def job_due_at(conn: Connection, name: str, now: datetime) -> datetime:
-    """The job's next due time, creating it due now on first use."""
+    """The job's next due time (its row in the housekeeping table), created due now on first use."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(insert(JOBS).values(name=name, next_due_at=now).on_conflict_do_nothing(index_elements=["name"]))
-    return conn.execute(select(JOBS.c.next_due_at).where(JOBS.c.name == name)).scalar_one()
+    conn.execute(insert(SLOTS).values(duty=name, next_at=now).on_conflict_do_nothing(index_elements=["duty"]))
+    return conn.execute(select(SLOTS.c.next_at).where(SLOTS.c.duty == name)).scalar_one()
 
 
-def claim_job(conn: Connection, name: str, seen: datetime, until: datetime) -> bool:
+def claim_job(conn: Connection, name: str, seen: datetime, until: datetime, holder: str | None = None) -> bool:
     """Move the job's due time from `seen` to `until`; False when another process did first."""
-    return conn.execute(update(JOBS).where(JOBS.c.name == name, JOBS.c.next_due_at == seen)
-                        .values(next_due_at=until)).rowcount == 1
+    return conn.execute(update(SLOTS).where(SLOTS.c.duty == name, SLOTS.c.next_at == seen)
+                        .values(next_at=until, holder=holder)).rowcount == 1
 
 
 def finish_job(conn: Connection, name: str, due: datetime, result: dict[str, Any]) -> None:
-    conn.execute(update(JOBS).where(JOBS.c.name == name).values(next_due_at=due, last_result=result))
+    conn.execute(update(SLOTS).where(SLOTS.c.duty == name).values(next_at=due, value=result))

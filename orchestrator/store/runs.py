@@ -10,7 +10,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from ..engine.commands import Command, ItemEnded, ItemsCreated
 from ..core.items import ItemStore
@@ -104,12 +104,27 @@ class RunStore:
     def run_exists(self, conn: Connection, run_id: str) -> bool:
         return conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id)).first() is not None
 
-    def lock_run(self, conn: Connection, run_id: str) -> Any:
+    def lock_run(self, conn: Connection, run_id: str, skip_locked: bool = False) -> Any:
         """The run's row, locked until the transaction ends (FOR UPDATE; SQLite is serialised).
-        Connections carry a lock_timeout (database.py), so a stuck holder cannot wedge workers."""
+        Connections carry a lock_timeout (database.py), so a stuck holder cannot wedge workers.
+        With `skip_locked`, a row another transaction holds gives None at once (a sweep comes back
+        to it later instead of queueing behind it)."""
         if conn.dialect.name == "postgresql":
-            return conn.execute(sql.LOCK_RUN_POSTGRES, {"run_id": run_id}).first()
+            stmt = sql.LOCK_RUN_POSTGRES_SKIP if skip_locked else sql.LOCK_RUN_POSTGRES
+            return conn.execute(stmt, {"run_id": run_id}).first()
         return conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+
+    def read_run(self, conn: Connection, run_id: str) -> Any:
+        """The run's row (with its variables on PostgreSQL), not locked: for checks that do not
+        write (is a call still in flight?)."""
+        if conn.dialect.name == "postgresql":
+            return conn.execute(sql.READ_RUN_POSTGRES, {"run_id": run_id}).first()
+        return conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+
+    def ended_run(self, conn: Connection, run_id: str) -> Any:
+        """status, output and error of a run (None when there is no such run)."""
+        return conn.execute(select(RUNS.c.status, RUNS.c.workflow, RUNS.c.output, RUNS.c.error)
+                            .where(RUNS.c.id == run_id)).first()
 
     # Outbox ---------------------------------------------------------------------------------
 
@@ -119,10 +134,11 @@ class RunStore:
     def remove_outbox_many(self, conn: Connection, ids: list[int]) -> None:
         conn.execute(sql.REMOVE_OUTBOX, {"ids": ids})
 
-    def stale_outbox(self, conn: Connection, older_than: float, limit: int = 100) -> list[Any]:
-        """Rows a process left behind (it died between commit and publish), locked for this
-        transaction; other reconcilers skip them."""
-        stmt = (select(OUTBOX).where(OUTBOX.c.created_at <= utcnow() - timedelta(seconds=older_than))
+    def stale_outbox(self, conn: Connection, older_than: float, limit: int = 100, after: int = 0) -> list[Any]:
+        """Rows a process left behind (it died between commit and publish), oldest first from id
+        `after`, locked for this transaction; other reconcilers skip them."""
+        stmt = (select(OUTBOX).where(OUTBOX.c.created_at <= utcnow() - timedelta(seconds=older_than),
+                                     OUTBOX.c.id > after)
                 .order_by(OUTBOX.c.id).limit(limit))
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
@@ -186,12 +202,6 @@ class RunStore:
         if keys is not None:
             stmt = stmt.where(TIMERS.c.key.in_(keys))
         return sorted(conn.execute(stmt.returning(TIMERS.c.key)).scalars())
-
-    def due_runs(self, conn: Connection, limit: int = 500) -> list[str]:
-        """Runs that have at least one timer due now, oldest first."""
-        stmt = (select(TIMERS.c.run_id, func.min(TIMERS.c.due_at).label("due")).where(TIMERS.c.due_at <= utcnow())
-                .group_by(TIMERS.c.run_id).order_by("due").limit(limit))
-        return [row.run_id for row in conn.execute(stmt)]
 
     # Reading --------------------------------------------------------------------------------
 

@@ -27,9 +27,12 @@ END_ATTEMPT = text(
     "WHERE run_id = :run_id AND seq = :seq AND attempt = :attempt"
 ).bindparams(bindparam("result", type_=JSONType))
 
+# An attempt may start and end in the same step (its input could not be rendered or stored):
+# the row is written with its outcome.
 START_ATTEMPT = text(
-    "INSERT INTO task_executions (run_id, seq, attempt, task, status, items, started_at) "
-    "VALUES (:run_id, :seq, :attempt, :task, 'running', :items, :now)")
+    "INSERT INTO task_executions (run_id, seq, attempt, task, status, items, result, error, started_at, finished_at) "
+    "VALUES (:run_id, :seq, :attempt, :task, :status, :items, :result, :error, :now, :finished_at)"
+).bindparams(bindparam("result", type_=JSONType), bindparam("finished_at", type_=DateTime(timezone=True)))
 
 SET_TIMER = text(
     "INSERT INTO timers (run_id, key, due_at) VALUES (:run_id, :key, :due_at) "
@@ -56,9 +59,11 @@ REMOVE_OUTBOX = text("DELETE FROM outbox WHERE id IN :ids").bindparams(bindparam
 
 # The run row and its variables in one round trip, the row locked (PostgreSQL only: SQLite
 # transactions are serialised by the process).
-LOCK_RUN_POSTGRES = text(
+READ_RUN_POSTGRES = text(
     "SELECT r.*, (SELECT jsonb_object_agg(v.name, v.value) FROM workflow_variables v WHERE v.run_id = r.id) "
-    "AS variables FROM workflow_runs r WHERE r.id = :run_id FOR UPDATE OF r")
+    "AS variables FROM workflow_runs r WHERE r.id = :run_id")
+LOCK_RUN_POSTGRES = text(READ_RUN_POSTGRES.text + " FOR UPDATE OF r")
+LOCK_RUN_POSTGRES_SKIP = text(LOCK_RUN_POSTGRES.text + " SKIP LOCKED")
 
 _JSON_COLUMNS = frozenset({"state", "output", "params"})
 _TIME_COLUMNS = frozenset({"updated_at", "started_at", "finished_at"})

@@ -120,6 +120,6 @@ def test_orchestrator_retention_makes_the_workers_prune_on_their_own(deploy_env,
     finally:
         pruning.stop()
     with supervisor().db.reading() as conn:
-        job = conn.execute(text("SELECT next_due_at, last_result FROM housekeeping_jobs WHERE name = 'prune'")).one()
-    assert job.last_result == {"runs": 1, "batches": 1, "done": True}
-    assert timedelta(hours=23) < job.next_due_at - utcnow() <= timedelta(days=1)
+        job = conn.execute(text("SELECT next_at, value FROM housekeeping WHERE duty = 'prune'")).one()
+    assert job.value == {"runs": 1, "batches": 1, "done": True}
+    assert timedelta(hours=23) < job.next_at - utcnow() <= timedelta(days=1)
