@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+
 import time
 import uuid
 from pathlib import Path
@@ -103,7 +105,7 @@ def check_input(field: str, value: Any, limit: int | None = None) -> None:
     text, why = storable.encode(value, field)  # the one check the steps use too
     if why:
         raise InputInvalid(field, [f"{field}: cannot be stored: {why}"])
-    size = len(text.encode("utf-8"))
+    size = len(json.dumps(value))  # counted as the run control counts a task's input (ASCII-escaped JSON)
     if limit is not None and size > limit:
         raise InputInvalid(field, [f"{field}: {size} bytes of JSON, over the limit of {limit} (ORCHESTRATOR_MAX_INPUT_BYTES)"])
 

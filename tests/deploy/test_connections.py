@@ -44,4 +44,4 @@ def test_a_prefork_host_stays_within_its_connection_budget(deploy_env, tmp_path)
         sampler.join(5)
         worker.stop()
     print(f"peak connections of a prefork worker with concurrency {concurrency}: {peak[0]}")
-    assert 0 < peak[0] <= 2 * concurrency + 1
+    assert 0 < peak[0] <= 2 * concurrency + 2  # the main process: heartbeat and sweep threads

@@ -217,7 +217,7 @@ def test_unstorable_values_fail_their_task_or_run_within_seconds(clusters):
                                                 id=run_id)
             assert (finished - created).total_seconds() < 30, (cluster.broker, "not within seconds", run_id)
         result = cluster.cli("start", "unstorable", "-p", "note=NaN")
-        assert result.returncode == 2 and "cannot be stored: nan (JSON has no NaN or Infinity) at $.note" in result.stderr
+        assert result.returncode == 2 and "cannot be stored: nan (JSON has no NaN or Infinity) at params.note" in result.stderr
         retried = [line for w in cluster.workers for line in w.text().splitlines()
                    if "orchestrator.supervise" in line and " retry: " in line or "inline failed" in line]
         assert not retried, f"[{cluster.broker}] a step was retried: {retried[:3]}"
