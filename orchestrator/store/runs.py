@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..engine.commands import Command, ItemEnded, ItemsCreated
 from ..core.items import ItemStore
@@ -75,9 +77,20 @@ class RunStore:
             # Only a row found is remembered: one inserted here vanishes if this transaction rolls back.
             self._definition_ids[(name, checksum)] = found.id
             return found.id
-        return conn.execute(insert(DEFINITIONS).values(
+        # Two processes may store the same new definition at once (runs started side by side):
+        # the loser of the insert finds the winner's row, which its next statement sees.
+        dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        inserted = conn.execute(dialect_insert(DEFINITIONS).values(
             name=name, checksum=checksum, source=source, text=text, registered=registered,
-            created_at=utcnow()).returning(DEFINITIONS.c.id)).scalar_one()
+            created_at=utcnow()).on_conflict_do_nothing(index_elements=["name", "checksum"])
+            .returning(DEFINITIONS.c.id)).scalar()
+        if inserted is not None:
+            return inserted
+        winner = conn.execute(select(DEFINITIONS.c.id).where(
+            DEFINITIONS.c.name == name, DEFINITIONS.c.checksum == checksum)).scalar_one()
+        if registered:
+            conn.execute(update(DEFINITIONS).where(DEFINITIONS.c.id == winner).values(registered=True))
+        return winner
 
     def definition(self, conn: Connection, definition_id: int) -> Any:
         return conn.execute(select(DEFINITIONS).where(DEFINITIONS.c.id == definition_id)).first()
