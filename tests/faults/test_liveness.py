@@ -250,15 +250,19 @@ def start_gated(cluster: Cluster) -> tuple[list[tuple[str, str]], "os.PathLike"]
     finished (some on each worker), the gated ones run, and the calls behind them are reserved
     or queued, until the test opens the gate."""
     gate = cluster.folder / f"gate-{time.monotonic_ns()}"
-    runs = start_mix(cluster, GATED, "-p", f"gate={gate}")
-    processes = 2 * len(cluster.live_workers())
-    waiting = cluster.folder / "effects.log.waiting"
+    try:
+        runs = start_mix(cluster, GATED, "-p", f"gate={gate}")
+        processes = 2 * len(cluster.live_workers())
+        waiting = cluster.folder / "effects.log.waiting"
 
-    def busy() -> bool:
-        lines = waiting.read_text().split() if waiting.exists() else []
-        return sum(1 for call in lines for r, _ in runs if call.startswith(r)) >= processes
+        def busy() -> bool:
+            lines = waiting.read_text().split() if waiting.exists() else []
+            return sum(1 for call in lines for r, _ in runs if call.startswith(r)) >= processes
 
-    wait_for(busy, 120, "every worker process to hold a gated call")
+        wait_for(busy, 120, "every worker process to hold a gated call")
+    except BaseException:
+        gate.touch()  # a failed start must not leave calls holding the workers for the next test
+        raise
     time.sleep(1.0)  # the next messages reach the workers' prefetch
     return runs, gate
 
@@ -291,7 +295,9 @@ def test_host_death_without_restart(clusters):
         victim, survivor = cluster.live_workers()[:2]
         runs, gate = start_gated(cluster)
         ids = [r for r, _ in runs]
-        assert sum(_holds(victim, r) for r in ids) >= 1, f"[{cluster.broker}] the victim holds no call"
+        if not sum(_holds(victim, r) for r in ids):
+            gate.touch()
+            raise AssertionError(f"[{cluster.broker}] the victim holds no call")
         finished = cluster.finished_calls(ids)
         fault_at = time.time()
         victim.kill_host()
