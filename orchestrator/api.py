@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import settings
 # OperationRefused is imported to be exported: `from orchestrator import OperationRefused`.
-from .engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line  # noqa: F401
+from .core.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line  # noqa: F401
 from .engine.validate import Workflow
 from .engine import storable
 from .registry import (WorkflowNotFound, compile_workflow, default_name, file_in_folders, find_in_folders, is_file,

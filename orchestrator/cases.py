@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from .engine.errors import ParametersInvalid, WorkflowInvalid
+from .core.errors import ParametersInvalid, WorkflowInvalid
 from .orquesta.rehearse import Script, WaveRun, rehearse_waves
 from .formats import detect_orquesta
 from .orquesta.workflow import load

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .cli_common import Usage, err, out, parse_params
 from .cli_schedule import schedule_app
-from .engine.errors import InputInvalid, ParametersInvalid, WorkflowInvalid
+from .core.errors import InputInvalid, ParametersInvalid, WorkflowInvalid
 from .registry import WorkflowNotFound
 
 app = typer.Typer(help="Run YAML workflows on Celery.", no_args_is_help=True, add_completion=False,

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from .engine.errors import WorkflowInvalid
+from .core.errors import WorkflowInvalid
 from .formats import AnyWorkflow, load_any
 
 SUFFIXES = (".workflow.yaml", ".workflow.yml", ".yaml", ".yml")
@@ -60,7 +60,7 @@ def load_file(path: str | Path, action_exists: Callable[[str], bool] | None = No
 
 
 def _problem(message: str):
-    from .engine.errors import Problem
+    from .core.errors import Problem
 
     return Problem(message)
 

@@ -31,7 +31,7 @@ from . import whereabouts
 from .faults import crash_point
 from .whereabouts import child_run_id
 from .lifecycle import LifecycleEvent
-from .engine.errors import OperationRefused, ParametersInvalid, WorkflowInvalid
+from .core.errors import OperationRefused, ParametersInvalid, WorkflowInvalid
 from .core.refusals import check_operation, nothing_changed
 from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
 from .registry import WorkflowNotFound, compile_workflow

@@ -4,7 +4,7 @@ refused (OperationRefused) instead of being dropped like a stale event."""
 
 from __future__ import annotations
 
-from ..engine.errors import OperationRefused
+from .errors import OperationRefused
 from .control import CONTROL
 from .statuses import CANCELED, FAILED, PAUSED, PAUSING, RESUMING, RUNNING, SUCCEEDED
 

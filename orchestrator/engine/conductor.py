@@ -23,7 +23,7 @@ from ..core.statuses import (CANCELED, CANCELING, FAILED, PAUSED, PAUSING, RUNNI
                              TASK_FAILURES, TIMED_OUT)
 from ..core.timers import DISPATCH, WORKFLOW_TIMER, parse_timer_key, timer_key
 from .control import NativeControl
-from .errors import ExpressionError
+from ..core.errors import ExpressionError
 from .expressions import Evaluator, shared_evaluator
 from .graph import TaskNode, Transition
 from .context import expression_context

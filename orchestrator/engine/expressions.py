@@ -19,7 +19,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedErr
 from jinja2.sandbox import SecurityError
 
 from . import budget as budgets
-from .errors import ExpressionError
+from ..core.errors import ExpressionError
 from .sandbox import HardenedSandbox, error_text, undefined_message
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<body>.*)\}\}\s*$", re.DOTALL)

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, WorkflowInvalid
+from ..core.errors import Problem, WorkflowInvalid
 
 try:  # libyaml is ~8x faster; fall back to the pure-Python loader where it is missing
     _Loader = yaml.CSafeLoader

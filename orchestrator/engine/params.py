@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from jsonschema import Draft202012Validator
 
-from .errors import ParametersInvalid
+from ..core.errors import ParametersInvalid
 from .spec import WorkflowSpec
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import Problem, WorkflowInvalid
+from ..core.errors import Problem, WorkflowInvalid
 from .loader import Positions, load_yaml
 
 ENGINE_COMMANDS = frozenset({"fail", "noop", "continue"})

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from jsonschema import Draft202012Validator
 
-from .errors import Problem, WorkflowInvalid
+from ..core.errors import Problem, WorkflowInvalid
 from .expressions import Evaluator
 from .graph import WorkflowGraph, build_graph, transitions_of
 from .loader import Positions

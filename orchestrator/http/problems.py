@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..engine.errors import InputInvalid, WorkflowInvalid, one_line
+from ..core.errors import InputInvalid, WorkflowInvalid, one_line
 
 
 class Problem(BaseModel):

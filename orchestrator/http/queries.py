@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from ..engine.errors import WorkflowInvalid
+from ..core.errors import WorkflowInvalid
 from ..formats import graph_view
 from ..registry import compile_workflow
 from ..store.models import WorkflowDefinition, WorkflowRun

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from ..api import RunHandle, register, resolve, submit
-from ..engine.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line
+from ..core.errors import InputInvalid, OperationRefused, ParametersInvalid, WorkflowInvalid, one_line
 from ..registry import WorkflowNotFound, looks_like_yaml
 from ..runtime import supervisor
 from .auth import TokenAuth

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import scheduling
-from ..engine.errors import ParametersInvalid, WorkflowInvalid
+from ..core.errors import ParametersInvalid, WorkflowInvalid
 from ..registry import WorkflowNotFound
 from .auth import TokenAuth
 from .problems import COMMON, WITH_BODY, Problem

@@ -33,7 +33,7 @@ from ..core.run import RunInfo
 from ..core.statuses import (ABENDED, ACTIVE, CANCELED, COMPLETED, DELAYED, FAILED, PAUSED, PAUSING, RESUMING, RETRYING,
                              RUNNING, SUCCEEDED)
 from ..core.timers import DISPATCH, parse_timer_key, timer_key
-from ..engine.errors import ExpressionError
+from ..core.errors import ExpressionError
 from . import items as item_book
 from .control import ASK, OrquestaControl, ask_timeout
 from .expressions import Expressions, Scope

@@ -32,7 +32,7 @@ from yaql.language import exceptions as yaql_exc
 from yaql.language import utils as yaql_utils
 
 from ..engine import budget as budgets
-from ..engine.errors import ExpressionError
+from ..core.errors import ExpressionError
 from ..engine.sandbox import HardenedSandbox, error_text, field_message, undefined_message
 from . import yaql_library
 from .functions import (COMPLETED, PLAIN_FUNCTIONS, SCOPED_FUNCTIONS, UNSET, FunctionError,  # noqa: F401

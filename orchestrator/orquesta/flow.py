@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.commands import Command, VariablesSet
-from ..engine.errors import ExpressionError
+from ..core.errors import ExpressionError
 from . import machine
 from .expressions import Expressions, Scope
 from .graph import Edge, OrquestaGraph

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.errors import Problem
+from ..core.errors import Problem
 from ..engine.graphview import Edge as ViewEdge
 from ..engine.graphview import GraphView, Node, build_view, condition
 from ..engine.loader import Positions

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..core.commands import RunFinished
 from ..core.statuses import CANCELED, FAILED, SUCCEEDED
-from ..engine.errors import ExpressionError
+from ..core.errors import ExpressionError
 from .contexts import merge
 from .expressions import Expressions, Scope
 from .flow import Flow

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.errors import Problem, WorkflowInvalid
+from ..core.errors import Problem, WorkflowInvalid
 from ..engine.loader import Positions
 from .expressions import Expressions
 from .inline import InlineError, parse_pairs, split_action

@@ -34,7 +34,7 @@ from jinja2 import nodes as jn
 from yaql.language import exceptions as yaql_exc
 from yaql.language import expressions as yx
 
-from ..engine.errors import Problem
+from ..core.errors import Problem
 from ..engine.loader import Positions
 from .expressions import JINJA_BLOCK_PATTERN, JINJA_PATTERN, YAQL_PATTERN
 from .graph import OrquestaGraph

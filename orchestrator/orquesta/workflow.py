@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..engine.errors import ParametersInvalid, Problem, WorkflowInvalid
+from ..core.errors import ParametersInvalid, Problem, WorkflowInvalid
 from ..engine.loader import Positions, load_yaml
 from ..engine.validate import check_action
 from .expressions import Expressions

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.errors import WorkflowInvalid
+from orchestrator.core.errors import WorkflowInvalid
 from orchestrator.registry import compile_workflow
 
 ROOT = Path(__file__).resolve().parents[2]

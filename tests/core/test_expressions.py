@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.engine.errors import ExpressionError
+from orchestrator.core.errors import ExpressionError
 from orchestrator.engine.expressions import Evaluator
 
 E = Evaluator()

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator import guard
 from orchestrator.engine import budget
-from orchestrator.engine.errors import ExpressionError
+from orchestrator.core.errors import ExpressionError
 from orchestrator.engine.expressions import Evaluator
 from orchestrator.orquesta.expressions import Expressions, Scope
 

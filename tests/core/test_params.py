@@ -2,7 +2,7 @@ import textwrap
 
 import pytest
 
-from orchestrator.engine.errors import ParametersInvalid
+from orchestrator.core.errors import ParametersInvalid
 from orchestrator.engine.params import resolve_parameters
 from orchestrator.engine.validate import load_workflow
 

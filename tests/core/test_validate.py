@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from orchestrator.engine.errors import WorkflowInvalid
+from orchestrator.core.errors import WorkflowInvalid
 from orchestrator.engine.validate import load_workflow
 
 

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from orchestrator.engine.commands import SetTimer
-from orchestrator.engine.errors import (
+from orchestrator.core.errors import (
     ExpressionError,
     ParametersInvalid,
     WorkflowInvalid,
@@ -1085,7 +1085,7 @@ def test_bug_d_alias_bomb_is_refused_quickly():
     bomb = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 10)}]\n" for k in range(1, 8))
     proc = run_with_time_limit(f"""
-        from orchestrator.engine.errors import WorkflowInvalid
+        from orchestrator.core.errors import WorkflowInvalid
         from orchestrator.engine.validate import load_workflow
         try:
             load_workflow({bomb!r}, "fuzz.yaml")
@@ -1117,7 +1117,7 @@ def test_bug_e_compile_errors_are_clean_errors(template):
 def test_bug_e2_huge_constant_expression_does_not_hang_validation():
     """Jinja folded '{{ 10 ** 100000000 }}' at compile time: validation ran for minutes."""
     proc = run_with_time_limit("""
-        from orchestrator.engine.errors import WorkflowInvalid
+        from orchestrator.core.errors import WorkflowInvalid
         from orchestrator.engine.validate import load_workflow
         try:
             load_workflow('version: "1.0"\\ntasks: [{name: t, action: x, input: {v: "{{ 10 ** 100000000 }}"}}]\\n',

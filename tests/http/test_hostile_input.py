@@ -118,7 +118,7 @@ def test_the_api_reads_no_file_outside_the_workflow_folders(client, folder):
 
 def test_the_python_api_still_reads_any_file_it_is_given(orchestrator_env, folder):
     from orchestrator import resolve
-    from orchestrator.engine.errors import WorkflowInvalid
+    from orchestrator.core.errors import WorkflowInvalid
 
     assert resolve(str(folder / "team" / "ask.yaml")).name == "ask"
     with pytest.raises(WorkflowInvalid):  # the caller's own file: its problems are the caller's to see

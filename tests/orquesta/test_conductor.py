@@ -15,7 +15,7 @@ from orchestrator.engine.commands import (
     TimerFired,
 )
 from orchestrator.engine.conductor import RunInfo
-from orchestrator.engine.errors import ParametersInvalid
+from orchestrator.core.errors import ParametersInvalid
 from orchestrator.orquesta import OrquestaConductor, OrquestaState, RerunError
 from orchestrator.orquesta.rehearse import rehearse_waves
 

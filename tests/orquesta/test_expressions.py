@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.engine.errors import ExpressionError
+from orchestrator.core.errors import ExpressionError
 from orchestrator.orquesta.expressions import Expressions, Scope
 
 E = Expressions()

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from orchestrator.engine.errors import WorkflowInvalid
+from orchestrator.core.errors import WorkflowInvalid
 from orchestrator.orquesta import load
 from orchestrator.orquesta.variables import references
 

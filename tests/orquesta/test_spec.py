@@ -5,7 +5,7 @@ import textwrap
 import pytest
 import yaml
 
-from orchestrator.engine.errors import WorkflowInvalid
+from orchestrator.core.errors import WorkflowInvalid
 from orchestrator.orquesta import is_orquesta, load
 from orchestrator.orquesta.inline import InlineError, parse_pairs, split_action
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from orchestrator import submit
-from orchestrator.engine.errors import ParametersInvalid, WorkflowInvalid
+from orchestrator.core.errors import ParametersInvalid, WorkflowInvalid
 
 pytestmark = pytest.mark.runtime
 

@@ -1,4 +1,4 @@
-"""Errors the engine reports: validation problems that name their place, and expression failures."""
+"""Errors both formats report: validation problems that name their place, expression failures, refused operations and unstorable input."""
 
 from __future__ import annotations
 
