@@ -34,7 +34,7 @@ from .lifecycle import LifecycleEvent
 from .engine.errors import OperationRefused, ParametersInvalid, WorkflowInvalid
 from .core.refusals import check_operation, nothing_changed
 from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
-from .registry import WorkflowNotFound, compile_workflow
+from .registry import WorkflowNotFound, load_stored
 from .secrets import Redactor
 from .store import Database, RunStore
 from .store import liveness
@@ -494,7 +494,7 @@ class Supervisor:
     def _load_definition(self, definition_id: int) -> AnyWorkflow:
         with self.db.reading() as conn:
             row = self.store.definition(conn, definition_id)
-        return compile_workflow(row.text, row.source, row.name)
+        return load_stored(row.text, row.source, row.name)
 
 
 _BUSY = object()  # a step's run was locked by another transaction and `skip_locked` left it
