@@ -100,7 +100,7 @@ def test_cancel_works_while_a_step_is_bombing(worker, tmp_path, fmt):
     key = f"cancel-{uuid.uuid4().hex}"
     # three bombing items in one step: without a step budget the row lock would be held 15 s. The
     # step runs when the delay's timer fires, after `first` is recorded (a cancel while a call's
-    # inline apply runs revokes that call with SIGUSR1: a separate problem, in this stream's report)
+    # inline apply runs: tests/faults/test_liveness.py and tests/runtime/test_late_interrupts.py)
     run = submit(_file(tmp_path, make(bomb, key, items=3, delay=1)))
     deadline = time.monotonic() + BOUND
     # the signal: `first` is recorded as ended; the bombing step comes with the delay's timer
