@@ -14,8 +14,9 @@ So the handler is wrapped, once per process: the signal raises only while `inter
 is active, around the action's own code; at any other moment it is ignored, and the call's
 outcome is applied as usual (a canceling run then ends `canceled`). Billiard installs its handler
 after Celery's `worker_process_init`, so the wrapper is put in place lazily, on first use, in
-the main thread (the only one a signal handler runs in; the thread pool and embedded mode are
-not signalled).
+the main thread (the only one a signal handler runs in), and only over billiard's handler: the
+thread pool and embedded mode are not signalled, and a solo worker's SIGUSR1 (Celery's stack
+dump) is left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import contextlib
 import signal
 import threading
 from typing import Any, Iterator
+
+from billiard.pool import soft_timeout_sighandler
 
 SIGNAL = getattr(signal, "SIGUSR1", None)
 
@@ -51,8 +54,8 @@ def _install() -> bool:
         return False
     current = signal.getsignal(SIGNAL)
     if current is not _GATE:
-        if current in (signal.SIG_DFL, signal.SIG_IGN, None):
-            return False  # not a pool process that turns the signal into an exception
+        if current is not soft_timeout_sighandler:
+            return False  # not a prefork pool process (a solo worker's SIGUSR1 dumps its stacks)
         _GATE.wrapped = current
         signal.signal(SIGNAL, _GATE)
     return True
