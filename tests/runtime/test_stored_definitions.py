@@ -7,6 +7,7 @@ the Supervisor directly, without today's validation of the file."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -91,3 +92,42 @@ def test_a_run_whose_stored_definition_no_longer_validates_carries_on(worker, or
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"checked-later.yaml:{refusal}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_whose_stored_definition_cannot_be_read_at_all_fails_saying_so(orchestrator_env, tmp_path):
+    """A stored definition that does not even parse (written by hand, or a format a release
+    dropped): the run's next step fails it with the reason instead of leaving it `running`."""
+    from sqlalchemy import text as sql
+
+    from orchestrator.config import settings
+    from orchestrator.store.database import database
+
+    from .conftest import WorkerProcess
+
+    gate = tmp_path / "gate"
+    path = tmp_path / "held.yaml"
+    path.write_text('version: "1.0"\n'
+                    "parameters: {gate: {type: string}}\n"
+                    "tasks:\n"
+                    '  - {name: held, action: tests.effect, input: {value: 1, gate: "{{ parameters.gate }}"}}\n')
+    env = {**orchestrator_env, "ORCHESTRATOR_TEST_EFFECTS": str(tmp_path / "effects.log")}
+    worker = WorkerProcess(env, tmp_path / "worker.log").wait_ready()
+    try:
+        run = submit(str(path), {"gate": str(gate)})
+        waiting = tmp_path / "effects.log.waiting"
+        deadline = time.monotonic() + 60
+        while not waiting.exists():  # the call runs, held at its gate; nothing has loaded the definition
+            assert time.monotonic() < deadline, worker.text()[-2000:]
+            time.sleep(0.05)
+        with database(settings().effective_database_url).transaction() as conn:
+            conn.execute(sql("UPDATE workflow_definitions SET text = :t WHERE id = "
+                             "(SELECT definition_id FROM workflow_runs WHERE id = :id)"),
+                         {"t": 'version: "1.0"\ntasks: [', "id": run.id})
+        gate.touch()
+        summary = run.wait(60)
+        assert summary["status"] == "failed", summary
+        assert summary["error"].startswith("the run's stored definition cannot be loaded: "), summary["error"]
+        assert "Traceback" not in summary["error"]
+    finally:
+        gate.touch()
+        worker.stop()
