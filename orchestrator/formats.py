@@ -39,11 +39,12 @@ def detect_orquesta(text: str) -> bool:
 
 
 def load_any(text: str, source: str = "<workflow>", default_name: str | None = None,
-             action_exists: Callable[[str], bool] | None = None) -> AnyWorkflow:
-    """Parse and validate either format; raises WorkflowInvalid listing every problem."""
+             action_exists: Callable[[str], bool] | None = None, strict: bool = True) -> AnyWorkflow:
+    """Parse and validate either format; raises WorkflowInvalid listing every problem. Not
+    `strict`: a stored definition, without the static checks (see registry.load_stored)."""
     if detect_orquesta(text):
-        return load(text, source, default_name, action_exists=action_exists)
-    return load_workflow(text, source, default_name=default_name, action_exists=action_exists)
+        return load(text, source, default_name, action_exists=action_exists, strict=strict)
+    return load_workflow(text, source, default_name=default_name, action_exists=action_exists, strict=strict)
 
 
 def resolve_params(workflow: AnyWorkflow, params: dict[str, Any] | None) -> dict[str, Any]:

@@ -48,6 +48,16 @@ def compile_workflow(text: str, source: str = "<workflow>", name: str | None = N
     return workflow
 
 
+@lru_cache(maxsize=256)
+def load_stored(text: str, source: str = "<workflow>", name: str | None = None) -> AnyWorkflow:
+    """A definition stored with a run, to carry that run on (the supervisor's steps, the views of
+    a run). It was validated when the run started; a newer release's stricter static checks (say,
+    Orquesta's inspection of variables) must not strand the runs in progress, so only what the
+    conductor needs is checked here. A new start of the same text goes through compile_workflow
+    and is refused with the full report."""
+    return load_any(text, source, name, strict=False)
+
+
 def load_file(path: str | Path, action_exists: Callable[[str], bool] | None = None) -> AnyWorkflow:
     path = Path(path)
     try:

@@ -17,6 +17,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .engine import storable
+from .interrupts import interruptible
 
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
 
@@ -156,7 +157,8 @@ def _run(app: Celery, call: dict[str, Any], payload: dict[str, Any], max_result_
         return envelope(call, FAILED, error=f"unknown action '{call['action']}': no such task is registered "
                                              f"on this worker (check ORCHESTRATOR_ACTIONS)")
     try:
-        result = action(**payload)
+        with interruptible():  # a cancel's or soft time limit's signal stops only the action's code
+            result = action(**payload)
     except SoftTimeLimitExceeded:
         if call.get("timeout"):
             return envelope(call, TIMED_OUT, error=f"timed out after {call['timeout']} s")

@@ -34,7 +34,7 @@ from .lifecycle import LifecycleEvent
 from .core.errors import OperationRefused, ParametersInvalid, WorkflowInvalid
 from .core.refusals import check_operation, nothing_changed
 from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
-from .registry import WorkflowNotFound, compile_workflow
+from .registry import WorkflowNotFound, load_stored
 from .secrets import Redactor
 from .store import Database, RunStore
 from .store import liveness
@@ -287,6 +287,11 @@ class Supervisor:
             log.error("run %s: a step could not be stored: %s", run_id, exc)
             self.fail_run(run_id, f"the run's state could not be stored: {_short(exc)}")
             return True
+        except _Unloadable as exc:  # no retry can read it either: the run ends, saying why
+            self._carried_out.extend(forget)
+            log.error("run %s: %s", run_id, exc)
+            self.fail_run(run_id, str(exc))
+            return True
         except BaseException:
             self._carried_out.extend(forget)
             raise
@@ -316,7 +321,10 @@ class Supervisor:
             events = events_of(conn)
             if not events:
                 return None, None
-            workflow = self._workflow_by_definition(run.definition_id)
+            try:
+                workflow = self._workflow_by_definition(run.definition_id)
+            except WorkflowInvalid as exc:
+                raise _Unloadable(f"the run's stored definition cannot be loaded: {exc.lines()[0]}") from None
             with guard.step():  # the row lock is held: the step's expressions share one time budget
                 commands = self._decide(conn, run, workflow, events)
             if not commands:
@@ -494,10 +502,14 @@ class Supervisor:
     def _load_definition(self, definition_id: int) -> AnyWorkflow:
         with self.db.reading() as conn:
             row = self.store.definition(conn, definition_id)
-        return compile_workflow(row.text, row.source, row.name)
+        return load_stored(row.text, row.source, row.name)
 
 
 _BUSY = object()  # a step's run was locked by another transaction and `skip_locked` left it
+
+
+class _Unloadable(Exception):
+    """A run's stored definition does not load even without the static checks."""
 
 
 def _short(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ second time, never on a call's first delivery.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -20,9 +21,19 @@ from .store.runs import TERMINAL
 log = logging.getLogger("orchestrator.whereabouts")
 
 
+MAX_RUN_ID = 64  # workflow_runs.id and every run_id column
+_KEPT = 36        # of a derived id too long to store: the start (a root run's uuid), then a hash
+
+
 def child_run_id(run_id: str, seq: int, attempt: int, item: int | None) -> str:
-    """The id of the run a sub-workflow call starts: derived, so a repeated start does nothing."""
-    return f"{run_id}.{seq}.{attempt}" + ("" if item is None else f".{item}")
+    """The id of the run a sub-workflow call starts: derived, so a repeated start does nothing.
+    `<parent>.<seq>.<attempt>[.<item>]` while that fits the id column; deeper down (each level
+    adds a few characters) the first 36 characters of it and a hash of the whole, so ids of any
+    depth stay distinct and storable. The parent is kept in the child's parent_run_id."""
+    full = f"{run_id}.{seq}.{attempt}" + ("" if item is None else f".{item}")
+    if len(full) <= MAX_RUN_ID:
+        return full
+    return f"{full[:_KEPT]}.~{hashlib.sha256(full.encode()).hexdigest()[:MAX_RUN_ID - _KEPT - 2]}"
 
 
 def ended_elsewhere(sup: Any, conn: Any, run_id: str, seq: int, attempt: int, item: int | None) -> TaskEnded | None:

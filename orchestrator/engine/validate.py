@@ -43,9 +43,12 @@ def load_workflow(
     default_name: str | None = None,
     evaluator: Evaluator | None = None,
     action_exists: Callable[[str], bool] | None = None,
+    strict: bool = True,
 ) -> Workflow:
     """Parse and validate a workflow file's text; raises WorkflowInvalid listing every problem:
-    schema problems and whole-workflow ones together, in one report."""
+    schema problems and whole-workflow ones together, in one report. Not `strict` (a stored
+    definition that runs already, see registry.load_stored): the schema only, without the
+    whole-workflow checks a newer release may have made stricter."""
     evaluator = evaluator or Evaluator()
     try:
         spec, positions = parse_workflow(text, source, default_name)
@@ -57,7 +60,7 @@ def load_workflow(
         more = check(graph, partial.positions, evaluator, action_exists, partial)
         raise WorkflowInvalid(source, exc.problems + more) from None
     graph = build_graph(spec)
-    problems = check(graph, positions, evaluator, action_exists)
+    problems = check(graph, positions, evaluator, action_exists) if strict else []
     if problems:
         raise WorkflowInvalid(source, problems)
     return Workflow(spec, graph, text, source)

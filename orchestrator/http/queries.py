@@ -9,7 +9,7 @@ from sqlalchemy import Connection, func, select
 
 from ..core.errors import WorkflowInvalid
 from ..formats import graph_view
-from ..registry import compile_workflow
+from ..registry import load_stored
 from ..store.models import WorkflowDefinition, WorkflowRun
 
 DEFINITIONS = WorkflowDefinition.__table__
@@ -44,7 +44,7 @@ def run_graph(conn: Connection, run_id: str) -> dict[str, Any] | None:
         return {**empty, "error": "this run has no stored definition (it was rejected before starting)"}
     row = conn.execute(select(DEFINITIONS).where(DEFINITIONS.c.id == run.definition_id)).first()
     try:
-        workflow = compile_workflow(row.text, row.source, row.name)
+        workflow = load_stored(row.text, row.source, row.name)
     except WorkflowInvalid as exc:
         return {**empty, "error": f"the stored definition no longer compiles: {exc.lines()[0]}"}
     view = graph_view(workflow)

@@ -55,9 +55,12 @@ def is_orquesta(data: Any) -> bool:
 
 def load(text: str, source: str = "<workflow>", default_name: str | None = None,
          expressions: Expressions | None = None,
-         action_exists: Callable[[str], bool] | None = None) -> OrquestaWorkflow:
+         action_exists: Callable[[str], bool] | None = None, strict: bool = True) -> OrquestaWorkflow:
     """Parse and validate; raises WorkflowInvalid listing every problem with its place. With
-    `action_exists`, an action no worker has is one of them."""
+    `action_exists`, an action no worker has is one of them. Not `strict` (a stored definition
+    that runs already, see registry.load_stored): only what the conductor needs, the spec and the
+    graph; the static inspection (variables, actions) that a newer release may have made stricter
+    is left out."""
     data, positions = load_yaml(text, source)
     if not is_native(data):
         raise WorkflowInvalid(source, [Problem("not an Orquesta workflow: needs version 1.0 and tasks as a mapping")])
@@ -66,8 +69,9 @@ def load(text: str, source: str = "<workflow>", default_name: str | None = None,
         raise WorkflowInvalid(source, problems)
     graph = OrquestaGraph(spec)
     problems += check_graph(graph, positions)
-    problems += check_variables(spec, graph, positions)
-    problems += _check_actions(spec, positions, action_exists)
+    if strict:
+        problems += check_variables(spec, graph, positions)
+        problems += _check_actions(spec, positions, action_exists)
     if problems:
         raise WorkflowInvalid(source, problems)
     return OrquestaWorkflow(spec, graph, text, source, default_name)

@@ -96,10 +96,12 @@ def test_completion_delivered_twice(deployment):
     assert deployment.summary(run_id) == before
 
 
-def test_a_lost_message_is_sent_again_when_its_lease_fires(deployment):
+@pytest.mark.parametrize("workflow", ["chain", "chain-orquesta"])
+def test_a_lost_message_is_sent_again_when_its_lease_fires(deployment, workflow):
     """A call whose message vanished (purged with its queue before any worker took it) is sent
-    again by its lease (4 s here, 30 min by default: the last resort behind the other recoveries)."""
-    run_id = deployment.start("chain")
+    again by its lease (4 s here, 30 min by default: the last resort behind the other recoveries),
+    in either workflow format (one run control watches both)."""
+    run_id = deployment.start(workflow)
     code = (
         "from workers.app import app\n"
         "with app.connection_for_write() as conn:\n"

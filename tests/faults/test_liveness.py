@@ -6,8 +6,9 @@ scenario on both at once. Test actions append their call id to an effects file w
 so a call that finished twice leaves two lines. The liveness bound is 60 s from the fault to the
 end of every affected run, read from the runs' `finished_at`.
 
-Expression bombs (a template or YAQL expression that never finishes) belong here too, as a
-scenario like the poison call's: they come with the bounded evaluator of the expressions stream.
+Expression bombs (a template or YAQL expression that never finishes, or builds a huge value) fail
+their run within the bound, cancel works while one is being evaluated, a worker restarted in the
+middle of one is not pinned again, and other runs go on.
 """
 
 from __future__ import annotations
@@ -221,6 +222,119 @@ def test_unstorable_values_fail_their_task_or_run_within_seconds(clusters):
         retried = [line for w in cluster.workers for line in w.text().splitlines()
                    if "orchestrator.supervise" in line and " retry: " in line or "inline failed" in line]
         assert not retried, f"[{cluster.broker}] a step was retried: {retried[:3]}"
+
+    on_both(clusters, scenario)
+
+
+# 6. Expression bombs ------------------------------------------------------------------------------
+
+# (workflow, parameters, what the run's error says): the issue's nested-range loop, its `~` chain
+# and a YAQL range over 10^8 items, in a task's input (evaluated by the worker applying the call
+# before it) and in the workflow's vars (evaluated by the starting process). "exceeded 5 s": the
+# expression's own budget, or its step's when an earlier evaluation of the step took time too.
+BOMBS = [
+    ("bomb", ("kind=nested",), ["task 'bomb'", "input", "exceeded 5 s"]),
+    ("bomb", ("kind=chain", "where=vars"), ["vars.early", f"value larger than {4 << 20} bytes"]),
+    ("bomb-orquesta", ("kind=yaql",), ["task 'bomb_yaql'", "exceeded 5 s"]),
+    ("bomb-orquesta", ("kind=chain",), ["task 'bomb_jinja'", f"value larger than {4 << 20} bytes"]),
+    ("bomb-orquesta", ("kind=nested", "where=vars"), ["vars early_jinja", "exceeded 5 s"]),
+    ("bomb-orquesta", ("kind=yaql", "where=vars"), ["vars early_yaql", "exceeded 5 s"]),
+]
+
+
+def _start_bomb(cluster: Cluster, workflow: str, params: tuple[str, ...]) -> str:
+    return cluster.start(workflow, *[arg for p in params for arg in ("-p", p)])
+
+
+def _no_step_retried(cluster: Cluster) -> None:
+    text = "".join(w.text() for w in cluster.workers)
+    assert "lock timeout" not in text, f"[{cluster.broker}] a step waited for a lock too long"
+    retried = [line for line in text.splitlines() if "orchestrator.supervise" in line and " retry: " in line]
+    assert not retried, f"[{cluster.broker}] a step was retried: {retried[:3]}"
+
+
+def _ran_once(cluster: Cluster, run_ids: list[str]) -> None:
+    counts = cluster.effect_counts()
+    again = {call: n for call, n in counts.items() if n != 1 and any(call.startswith(f"{r}-") for r in run_ids)}
+    assert not again, f"[{cluster.broker}] calls ran more than once: {again}"
+
+
+def test_expression_bombs_fail_their_run_and_other_runs_go_on(clusters):
+    """Each bomb fails its run within the bound with an error naming the task or variable and the
+    budget it exceeded, while runs started with them on the same workers finish."""
+    def scenario(cluster: Cluster) -> None:
+        began = time.time()
+        with ThreadPoolExecutor(len(BOMBS) + 4) as pool:
+            bombs = [pool.submit(_start_bomb, cluster, w, p) for w, p, _ in BOMBS]
+            others = start_mix(cluster, ["chain", "chain-orquesta", "fanout", "fanout-orquesta"])
+            bombs = [b.result() for b in bombs]
+        summaries = cluster.wait(bombs, timeout=BOUND + 30)
+        for run_id, summary, (workflow, params, says) in zip(bombs, summaries, BOMBS):
+            assert summary["status"] == "failed", (cluster.broker, workflow, params, summary)
+            assert all(part in summary["error"] for part in says), (cluster.broker, workflow, params, summary["error"])
+            assert "Traceback" not in summary["error"]
+            took = cluster.finished_at(run_id) - began
+            assert took < BOUND, (cluster.broker, workflow, params, f"ended {took:.0f} s after its start")
+        check_mix(cluster, others, began, set())
+        _ran_once(cluster, bombs)
+        _no_step_retried(cluster)
+
+    on_both(clusters, scenario)
+
+
+def test_cancel_while_a_bomb_is_being_evaluated(clusters):
+    """The step applying `first` evaluates the bomb with the run's row lock held: a cancel sent
+    then waits at most the step's budget (not PostgreSQL's lock timeout) and the run ends canceled."""
+    def scenario(cluster: Cluster) -> None:
+        gate = cluster.folder / f"gate-{time.monotonic_ns()}"
+        try:
+            runs = [_start_bomb(cluster, "bomb", ("kind=nested", f"gate={gate}")),
+                    _start_bomb(cluster, "bomb-orquesta", ("kind=yaql", f"gate={gate}"))]
+
+            def cancel(run_id: str):
+                # the signal: `first` finished, so the step applying it is evaluating the bomb
+                wait_for(lambda: any(c.startswith(f"{run_id}-") for c in cluster.effect_counts()), 120,
+                         "the first call to finish")
+                return cluster.cli("cancel", run_id), time.time()
+
+            with ThreadPoolExecutor(2) as pool:
+                results = list(pool.map(cancel, runs))
+            for run_id, (result, at) in zip(runs, results):
+                assert result.returncode == 0, (cluster.broker, result.stdout, result.stderr[-2000:])
+                assert "lock timeout" not in result.stderr
+                summary = cluster.wait([run_id], timeout=BOUND)[0]
+                assert summary["status"] == "canceled", (cluster.broker, summary)
+                assert cluster.finished_at(run_id) - at < BOUND
+            _ran_once(cluster, runs)
+            _no_step_retried(cluster)
+        finally:
+            gate.touch()
+
+    on_both(clusters, scenario)
+
+
+def test_a_worker_restarted_during_a_bomb_is_not_pinned_again(clusters):
+    """The worker evaluating a bomb dies (its whole process group) and a new one starts: the call
+    comes back, the bomb is evaluated once more within its budget and the failure committed, so
+    the run fails and nothing keeps a worker process busy; runs started afterwards finish."""
+    def scenario(cluster: Cluster) -> None:
+        cluster.keep_workers(2)
+        run_id = _start_bomb(cluster, "bomb", ("kind=nested",))
+        wait_for(lambda: any(c.startswith(f"{run_id}-") for c in cluster.effect_counts()), 120,
+                 "the first call to finish")
+        call = next(c for c in cluster.effect_counts() if c.startswith(f"{run_id}-"))
+        victim = next(w for w in cluster.live_workers() if f"[{call}] received" in w.text())
+        fault_at = time.time()
+        victim.kill_host()
+        print(f"[{cluster.broker}] run {cluster.summary(run_id)['status']} when its worker was killed")
+        cluster.keep_workers(2)
+        others = start_mix(cluster, ["chain", "chain-orquesta"])
+        summary = cluster.wait([run_id], timeout=BOUND + 30)[0]
+        assert summary["status"] == "failed", (cluster.broker, summary)
+        assert "exceeded 5 s" in summary["error"], (cluster.broker, summary["error"])
+        assert cluster.finished_at(run_id) - fault_at < BOUND, cluster.broker
+        check_mix(cluster, others, fault_at, set())
+        assert cluster.effect_counts()[call] <= 2, (cluster.broker, "the first call ran", cluster.effect_counts()[call])
 
     on_both(clusters, scenario)
 

@@ -100,7 +100,7 @@ def test_cancel_works_while_a_step_is_bombing(worker, tmp_path, fmt):
     key = f"cancel-{uuid.uuid4().hex}"
     # three bombing items in one step: without a step budget the row lock would be held 15 s. The
     # step runs when the delay's timer fires, after `first` is recorded (a cancel while a call's
-    # inline apply runs revokes that call with SIGUSR1: a separate problem, in this stream's report)
+    # inline apply runs: tests/faults/test_liveness.py and tests/runtime/test_late_interrupts.py)
     run = submit(_file(tmp_path, make(bomb, key, items=3, delay=1)))
     deadline = time.monotonic() + BOUND
     # the signal: `first` is recorded as ended; the bombing step comes with the delay's timer
@@ -114,13 +114,43 @@ def test_cancel_works_while_a_step_is_bombing(worker, tmp_path, fmt):
     assert summary["status"] in ("canceled", "failed"), summary
 
 
-def test_embedded_run_returns_with_the_failure(tmp_path):
+def _orquesta_echo(expression: str) -> str:
+    return ("version: 1.0\n"
+            "tasks:\n"
+            "  first:\n"
+            "    action: core.noop\n"
+            "    next: [{do: bomb}]\n"
+            "  bomb:\n"
+            "    action: core.echo\n"
+            "    input:\n"
+            f"      message: {expression}\n")
+
+
+EMBEDDED = {
+    "native": lambda: native(NESTED_FOR, "embedded", action="core.echo").replace("tests.count", "core.noop")
+    .replace('input: {key: "embedded"}', "input: {}"),
+    "orquesta": lambda: _orquesta_echo("<% range(0, 100000000).select($ * 2).len() %>"),
+}
+
+
+@pytest.mark.parametrize("fmt", EMBEDDED)
+def test_embedded_run_returns_with_the_failure(tmp_path, fmt):
     flow = tmp_path / "bomb.yaml"
-    flow.write_text(native(NESTED_FOR, "embedded", action="core.echo").replace("tests.count", "core.noop")
-                    .replace('input: {key: "embedded"}', "input: {}"))
+    flow.write_text(EMBEDDED[fmt]())
     started = time.monotonic()
     result = cli("run", str(flow), cwd=tmp_path, timeout=BOUND)
     assert time.monotonic() - started < BOUND
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "expression exceeded 5 s" in result.stderr
+    assert "expression exceeded 5 s" in result.stderr and "task 'bomb'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_issues_yaql_spelling_is_refused_before_it_runs(tmp_path):
+    """`range(0, 1e8)` as issue 11 wrote it: YAQL has no exponent literals, so the file is
+    refused at validation, naming the place, instead of running at all."""
+    flow = tmp_path / "bomb.yaml"
+    flow.write_text(_orquesta_echo("<% range(0, 1e8).select($ * 2).len() %>"))
+    result = cli("run", str(flow), cwd=tmp_path, timeout=BOUND)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "bomb.yaml:8:5:" in result.stderr and "task 'bomb': input" in result.stderr and "syntax error" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
