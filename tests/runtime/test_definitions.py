@@ -36,11 +36,13 @@ def test_two_transactions_storing_one_new_definition_share_its_row(pg_schema):
             with db.engine.connect() as watch:
                 for _ in range(600):
                     waiting = watch.execute(text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() "
                         "AND query LIKE 'INSERT INTO workflow_definitions%'")).scalar()
+                    watch.commit()  # pg_stat_activity is a snapshot per transaction: take a new one
                     if waiting:
                         break
                     watch.execute(text("SELECT pg_sleep(0.05)"))
+                    watch.commit()
                 assert waiting, "the second insert never waited on the first"
             a.commit()
             thread.join(30)
