@@ -4,6 +4,7 @@ in-process worker used when no broker is configured."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from functools import lru_cache
 
@@ -21,10 +22,36 @@ from .supervisor import Supervisor
 log = logging.getLogger("orchestrator.runtime")
 
 
+_app = None  # the app install(app) was last given (installation.py), if any
+
+
+def use_app(app) -> None:
+    """Make `app` this process's Celery app (install(app) calls this)."""
+    global _app
+    if app is not _app:
+        _app = app
+        supervisor.cache_clear()
+        _imported_actions.cache_clear()
+
+
 def celery_app():
+    """This process's Celery app: the one ORCHESTRATOR_APP names (module:attribute), else the
+    one install(app) was given, else the standalone workers.app."""
+    reference = os.environ.get("ORCHESTRATOR_APP")
+    if reference:
+        return _named_app(reference)
+    if _app is not None:
+        return _app
     from workers.app import app
 
     return app
+
+
+@lru_cache(maxsize=8)
+def _named_app(reference: str):
+    from .installation import load_app
+
+    return load_app(reference)
 
 
 # True in a worker process (its main process or a pool process): it lives as long as the worker,
