@@ -170,4 +170,8 @@ def _retention(value: str | None) -> timedelta | None:
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     """The process's settings (read once; tests that change the environment call cache_clear)."""
+    if _app_layer is None and os.environ.get("ORCHESTRATOR_APP"):
+        from .runtime import celery_app
+
+        celery_app()  # imports and installs the app: its conf is a source of settings too
     return load_settings()
