@@ -25,16 +25,9 @@ def __getattr__(name: str) -> Any:
 
         return install
     if name == "start_workflow":
-        # The task on this process's app (runtime.celery_app: ORCHESTRATOR_APP, the installed app,
-        # else the standalone one), looked up when used, so importing it early binds nothing.
-        from celery.local import Proxy
+        from .tasks import start_workflow
 
-        def task() -> Any:
-            from .runtime import celery_app
-
-            return celery_app().tasks["orchestrator.start_workflow"]
-
-        return Proxy(task)
+        return start_workflow
     if name in ("submit", "RunHandle", "register", "resolve", "OperationRefused", "InputInvalid"):
         from . import api
 

@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import shared_task
+from celery.local import Proxy
 from celery.exceptions import Ignore
 from celery.signals import task_received, task_revoked, worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -150,12 +151,18 @@ def action_lost(request: Any, exc: BaseException, traceback: Any) -> None:
 
 
 @shared_task(name="orchestrator.start_workflow", bind=True, **DURABLE)
-def start_workflow(self, workflow: str, params: dict[str, Any] | None = None) -> str:
+def _start_workflow(self, workflow: str, params: dict[str, Any] | None = None) -> str:
     """Start a workflow by name (or YAML text) from any Celery producer; the run id is this
     task's id, so `start_workflow.delay(...).id` names the run and a redelivery starts nothing."""
     from .api import start_run
 
     return start_run(workflow, params, run_id=self.request.id, record_rejection=True)
+
+
+# What producers import (`from orchestrator import start_workflow`): the task on this process's
+# app (runtime.celery_app: ORCHESTRATOR_APP, the installed app, else the standalone one), looked up
+# when used; Celery's "current app" may be another one, or none.
+start_workflow = Proxy(lambda: _own("orchestrator.start_workflow"))
 
 
 @shared_task(name="orchestrator.fire_timer", ignore_result=True, **DURABLE)
