@@ -34,9 +34,12 @@ def _options(celery_app: Optional[str] = typer.Option(
     if celery_app:
         os.environ["ORCHESTRATOR_APP"] = celery_app
         sys.path.insert(0, os.getcwd())  # as `celery -A` finds a project in the current directory
-        from .config import settings
+        from .runtime import celery_app as load
 
-        settings.cache_clear()
+        try:
+            load()  # imports and installs it: its conf is a source of settings too
+        except ValueError as exc:
+            raise Usage(str(exc)) from None
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "running": "yellow",
                 "started": "yellow", "skipped": "dim", "canceled": "magenta", "canceling": "magenta",

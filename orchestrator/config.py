@@ -112,6 +112,14 @@ def _deployment_config(env: dict[str, str]) -> dict[str, Any]:
 _app_layer: Callable[[], tuple[dict[str, str], dict[str, str]]] | None = None
 
 
+_app_loader: Callable[[], Any] | None = None  # loads ORCHESTRATOR_APP (runtime.py registers it)
+
+
+def use_app_loader(loader: Callable[[], Any]) -> None:
+    global _app_loader
+    _app_loader = loader
+
+
 def use_app_settings(layer: Callable[[], tuple[dict[str, str], dict[str, str]]] | None) -> None:
     global _app_layer
     _app_layer = layer
@@ -170,8 +178,6 @@ def _retention(value: str | None) -> timedelta | None:
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     """The process's settings (read once; tests that change the environment call cache_clear)."""
-    if _app_layer is None and os.environ.get("ORCHESTRATOR_APP"):
-        from .runtime import celery_app
-
-        celery_app()  # imports and installs the app: its conf is a source of settings too
+    if _app_layer is None and _app_loader is not None and os.environ.get("ORCHESTRATOR_APP"):
+        _app_loader()  # imports and installs ORCHESTRATOR_APP: its conf is a source of settings too
     return load_settings()

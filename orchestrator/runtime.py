@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from celery.worker import WorkController
 
-from . import guard
+from . import config, guard
 from .canvas import Canvas
 from .config import settings
 from .engine.validate import Workflow
@@ -54,6 +54,9 @@ def _named_app(reference: str):
     return load_app(reference)
 
 
+config.use_app_loader(celery_app)
+
+
 # True in a worker process (its main process or a pool process): it lives as long as the worker,
 # so its supervisor may defer deleting carried-out outbox rows (supervisor.py).
 worker_process = False
@@ -61,11 +64,11 @@ worker_process = False
 
 @lru_cache(maxsize=1)
 def supervisor() -> Supervisor:
+    app = celery_app()  # first: an installed app's conf is a source of settings (installation.py)
     conf = settings()
     guard.install(conf.expression_timeout, conf.expression_max_bytes)  # every evaluation here is bounded
     db = database(conf.effective_database_url)
     db.ensure_schema(migrate=db.is_sqlite)  # the embedded SQLite file migrates itself
-    app = celery_app()
     # An in-memory broker has nobody else to listen: no events to send there.
     events = EventPublisher(app, enabled=conf.send_events and not conf.embedded)
     canvas = Canvas(app, conf.supervisor_queue, single_queue=conf.embedded, lease=conf.lease)

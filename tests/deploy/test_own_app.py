@@ -160,10 +160,11 @@ def assert_routed(summary: dict, schema: str) -> None:
 def test_submit_runs_on_the_workers_the_projects_routes_name(sample):
     from orchestrator import runtime, submit
 
+    assert "tests.deploy.sample" not in sys.modules  # ORCHESTRATOR_APP is how this process finds the app
+    summary = submit(routed_workflow(sample["schema"]), {"word": "ada"}).wait(120)
     from tests.deploy.sample import app
 
     assert runtime.celery_app() is app
-    summary = submit(routed_workflow(sample["schema"]), {"word": "ada"}).wait(120)
     assert_routed(summary, sample["schema"])
     assert summary["tasks"][0]["result"] == "ADA"
 
