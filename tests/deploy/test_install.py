@@ -85,3 +85,13 @@ def test_orchestrator_app_names_the_app(fresh):
 
 
 NAMED = make_app()
+
+
+def test_a_bad_app_reference_is_one_line_and_exit_2():
+    from tests.runtime.test_cli import cli
+
+    missing = cli("--app", "no_such_project.celery:app", "list")
+    assert missing.returncode == 2, missing.stderr
+    assert "cannot import 'no_such_project.celery'" in missing.stderr and "Traceback" not in missing.stderr
+    wrong = cli("--app", "tests.deploy.test_install:nothing", "list")
+    assert wrong.returncode == 2 and "no Celery app found" in wrong.stderr, wrong.stderr
