@@ -171,6 +171,8 @@ def embedded_worker_used() -> bool:
 def ensure_embedded_worker() -> EmbeddedWorker | None:
     """Start the in-process worker once, when running on the embedded default."""
     global _embedded, _embedded_started
+    if getattr(celery_app(), "_orchestrator_installed", None) == "app":
+        return None  # a team's own app has its own workers (and broker): never one in here
     if not settings().embedded:
         return None
     with _embedded_lock:

@@ -99,12 +99,15 @@ def sample(tmp_path_factory):
     base = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_") or k.startswith("ORCHESTRATOR_TEST_")}
     full = {**base, **env, "PYTHONPATH": str(ROOT)}
     workers: list[CeleryWorker] = []
+    _forget_app()  # before ORCHESTRATOR_APP is set: the standalone app stays the standalone one
     with pytest.MonkeyPatch.context() as patch:
         for key in [k for k in os.environ if k.startswith("ORCHESTRATOR_") and not k.startswith("ORCHESTRATOR_TEST_")]:
             patch.delenv(key)
         for key, value in env.items():
             patch.setenv(key, value)
-        _forget_app()
+        from orchestrator.config import settings
+
+        settings.cache_clear()
         try:
             workers.append(CeleryWorker(full, tmp / "light.log", f"light.{schema}@%h").wait_ready(60))
             workers.append(CeleryWorker(full, tmp / "heavy.log", f"heavy.{schema}@%h", [f"{schema}.heavy"])
@@ -116,7 +119,7 @@ def sample(tmp_path_factory):
             from orchestrator.store.database import database
 
             database(url).dispose()
-            _forget_app()
+    _forget_app()
     with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
