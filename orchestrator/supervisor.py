@@ -312,8 +312,6 @@ class Supervisor:
             run = self.store.lock_run(conn, run_id, skip_locked=skip_locked)
             if run is None and skip_locked and self.store.run_exists(conn, run_id):
                 return _BUSY, None
-            if hosts and run is not None:
-                self.store.record_workers(conn, run_id, hosts)
             if operation is not None and run is not None:
                 check_operation(operation, run_id, run.status, started=run.definition_id is not None)
             if drop_outcomes:
@@ -341,6 +339,8 @@ class Supervisor:
             outcome = _Outcome(run_id, workflow.name, commands, parent, resent=resent)
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
                                                               outbox=self._effects(outcome), forget=forget)
+            if hosts:  # after the step's own writes to those rows: no lock taken that the step does not take
+                self.store.record_workers(conn, run_id, hosts)
         return outcome, outbox_id
 
     def _decide(self, conn: Any, run: Any, workflow: AnyWorkflow, events: list[Event]) -> tuple[Any, list[Any]] | None:

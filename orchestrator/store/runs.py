@@ -219,10 +219,9 @@ class RunStore:
     def record_workers(self, conn: Connection, run_id: str, hosts: list[tuple[int, int, str]]) -> None:
         """The worker (Celery hostname) that ran each call (seq, attempt): a with_items task keeps
         the first one reported."""
-        rows = [{"b_seq": seq, "b_attempt": attempt, "b_worker": worker[:255]} for seq, attempt, worker in hosts]
-        conn.execute(update(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.seq == bindparam("b_seq"),
-                                         TASKS.c.attempt == bindparam("b_attempt"), TASKS.c.worker.is_(None))
-                     .values(worker=bindparam("b_worker")), rows)
+        for seq, attempt, worker in dict.fromkeys(hosts):  # usually one: a statement each, no pipeline
+            conn.execute(update(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.seq == seq, TASKS.c.attempt == attempt,
+                                             TASKS.c.worker.is_(None)).values(worker=worker[:255]))
 
     # Reading --------------------------------------------------------------------------------
 
