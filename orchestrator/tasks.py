@@ -11,8 +11,8 @@ from functools import lru_cache
 from typing import Any
 
 from celery import shared_task
-from celery.local import Proxy
 from celery.exceptions import Ignore
+from celery.local import Proxy
 from celery.signals import task_received, task_revoked, worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -30,7 +30,7 @@ DURABLE = dict(acks_late=True, autoretry_for=(OperationalError, InterfaceError),
 
 
 @shared_task(name="orchestrator.action", bind=True, acks_late=True, reject_on_worker_lost=True,
-          retry_on_worker_lost=True, max_retries=None, default_retry_delay=1)
+             retry_on_worker_lost=True, max_retries=None, default_retry_delay=1)
 def action(self, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Run one action call; always returns an envelope (see runner.py).
 
