@@ -1,6 +1,7 @@
 """Celery Orchestrator: YAML workflows on Celery, durable in PostgreSQL.
 
-    from orchestrator import submit, start_workflow
+    from orchestrator import install, submit, start_workflow
+    install(app)                             # in proj/celery.py: your Celery app serves workflows
     submit("deploy", {"app": "shop"}).wait(60)
     start_workflow.delay("deploy", {"app": "shop"})   # from any Celery producer
 
@@ -13,12 +14,16 @@ from typing import Any
 
 _SCHEDULING = ("add_schedule", "list_schedules", "get_schedule", "remove_schedule", "pause_schedule",
                "resume_schedule")
-__all__ = ["submit", "start_workflow", "RunHandle", "register", "resolve", "prune", "OperationRefused", "InputInvalid",
+__all__ = ["install", "submit", "start_workflow", "RunHandle", "register", "resolve", "prune", "OperationRefused", "InputInvalid",
            *_SCHEDULING]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "install":
+        from .installation import install
+
+        return install
     if name == "start_workflow":
         from .tasks import start_workflow
 

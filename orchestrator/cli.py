@@ -25,6 +25,22 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(schedule_app, name="schedule")
 
+
+@app.callback()
+def _options(celery_app: Optional[str] = typer.Option(
+        None, "--app", "-A", envvar="ORCHESTRATOR_APP",
+        help="Your Celery app, module:attribute (e.g. proj.celery:app), which calls orchestrator.install(app); "
+             "default: ORCHESTRATOR_APP, else the standalone app.")) -> None:
+    if celery_app:
+        os.environ["ORCHESTRATOR_APP"] = celery_app
+        sys.path.insert(0, os.getcwd())  # as `celery -A` finds a project in the current directory
+        from .runtime import celery_app as load
+
+        try:
+            load()  # imports and installs it: its conf is a source of settings too
+        except ValueError as exc:
+            raise Usage(str(exc)) from None
+
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "running": "yellow",
                 "started": "yellow", "skipped": "dim", "canceled": "magenta", "canceling": "magenta",
                 "pausing": "blue", "paused": "blue", "requested": "cyan"}
@@ -340,13 +356,13 @@ def _duration(task: dict[str, Any]) -> str:
 
 def _table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"{summary['workflow']} {summary['id']}: {_styled(summary['status'])}", title_justify="left")
-    for column in ("task", "status", "attempts", "items", "duration", "result / error"):
+    for column in ("task", "status", "attempts", "items", "duration", "host", "result / error"):
         table.add_column(column)
     for task in summary["tasks"]:
         detail = task["error"] if task["error"] else json.dumps(task["result"], default=str)
         table.add_row(task["name"], _styled(task["status"]), str(task["attempts"]),
                       "" if task["items"] is None else str(task["items"]), _duration(task),
-                      (detail or "")[:80])
+                      task.get("worker") or "", (detail or "")[:80])
     return table
 
 

@@ -1,4 +1,5 @@
-"""Deployment settings, read once from the environment (see docs and interfaces.md).
+"""Deployment settings, read once from the environment (see docs and interfaces.md); with an
+installed Celery app (installation.py) also from its `orchestrator_*` keys, which the environment overrides.
 
 With neither ORCHESTRATOR_BROKER_URL nor ORCHESTRATOR_DATABASE_URL set, the embedded default is
 used: a SQLite file under ORCHESTRATOR_HOME (default ./.orchestrator) and an in-process worker.
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -106,8 +107,30 @@ def _deployment_config(env: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+# An installed Celery app's own settings (installation.py): (defaults the environment overrides,
+# values the app decides: its broker, result backend and default queue).
+_app_layer: Callable[[], tuple[dict[str, str], dict[str, str]]] | None = None
+
+
+_app_loader: Callable[[], Any] | None = None  # loads ORCHESTRATOR_APP (runtime.py registers it)
+
+
+def use_app_loader(loader: Callable[[], Any]) -> None:
+    global _app_loader
+    _app_loader = loader
+
+
+def use_app_settings(layer: Callable[[], tuple[dict[str, str], dict[str, str]]] | None) -> None:
+    global _app_layer
+    _app_layer = layer
+    settings.cache_clear()
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    env = dict(os.environ if env is None else env)
+    if env is None:
+        defaults, forced = _app_layer() if _app_layer is not None else ({}, {})
+        env = {**defaults, **os.environ, **forced}
+    env = dict(env)
     return Settings(
         broker_url=env.get("ORCHESTRATOR_BROKER_URL") or None,
         database_url=env.get("ORCHESTRATOR_DATABASE_URL") or None,
@@ -155,4 +178,6 @@ def _retention(value: str | None) -> timedelta | None:
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     """The process's settings (read once; tests that change the environment call cache_clear)."""
+    if _app_layer is None and _app_loader is not None and os.environ.get("ORCHESTRATOR_APP"):
+        _app_loader()  # imports and installs ORCHESTRATOR_APP: its conf is a source of settings too
     return load_settings()

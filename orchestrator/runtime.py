@@ -4,12 +4,13 @@ in-process worker used when no broker is configured."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from functools import lru_cache
 
 from celery.worker import WorkController
 
-from . import guard
+from . import config, guard
 from .canvas import Canvas
 from .config import settings
 from .engine.validate import Workflow
@@ -21,10 +22,39 @@ from .supervisor import Supervisor
 log = logging.getLogger("orchestrator.runtime")
 
 
+_app = None  # the app install(app) was last given (installation.py), if any
+
+
+def use_app(app) -> None:
+    """Make `app` this process's Celery app (install(app) calls this)."""
+    global _app
+    if app is not _app:
+        _app = app
+        supervisor.cache_clear()
+        _imported_actions.cache_clear()
+
+
 def celery_app():
+    """This process's Celery app: the one ORCHESTRATOR_APP names (module:attribute), else the
+    one install(app) was given, else the standalone workers.app."""
+    reference = os.environ.get("ORCHESTRATOR_APP")
+    if reference:
+        return _named_app(reference)
+    if _app is not None:
+        return _app
     from workers.app import app
 
     return app
+
+
+@lru_cache(maxsize=8)
+def _named_app(reference: str):
+    from .installation import load_app
+
+    return load_app(reference)
+
+
+config.use_app_loader(celery_app)
 
 
 # True in a worker process (its main process or a pool process): it lives as long as the worker,
@@ -34,11 +64,11 @@ worker_process = False
 
 @lru_cache(maxsize=1)
 def supervisor() -> Supervisor:
+    app = celery_app()  # first: an installed app's conf is a source of settings (installation.py)
     conf = settings()
     guard.install(conf.expression_timeout, conf.expression_max_bytes)  # every evaluation here is bounded
     db = database(conf.effective_database_url)
     db.ensure_schema(migrate=db.is_sqlite)  # the embedded SQLite file migrates itself
-    app = celery_app()
     # An in-memory broker has nobody else to listen: no events to send there.
     events = EventPublisher(app, enabled=conf.send_events and not conf.embedded)
     canvas = Canvas(app, conf.supervisor_queue, single_queue=conf.embedded, lease=conf.lease)
@@ -141,6 +171,8 @@ def embedded_worker_used() -> bool:
 def ensure_embedded_worker() -> EmbeddedWorker | None:
     """Start the in-process worker once, when running on the embedded default."""
     global _embedded, _embedded_started
+    if getattr(celery_app(), "_orchestrator_installed", None) == "app":
+        return None  # a team's own app has its own workers (and broker): never one in here
     if not settings().embedded:
         return None
     with _embedded_lock:

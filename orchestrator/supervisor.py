@@ -160,8 +160,11 @@ class Supervisor:
         were also kept in `call_outcomes`; the step deletes those rows. False when a run was
         busy and `skip_locked` left it for later."""
         by_run: dict[str, list[Event]] = defaultdict(list)
+        hosts: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
         for envelope in envelopes:
             if isinstance(envelope, dict) and "run" in envelope:
+                if isinstance(envelope.get("worker"), str):
+                    hosts[envelope["run"]].append((envelope["seq"], envelope["attempt"], envelope["worker"]))
                 by_run[envelope["run"]].append(TaskEnded(
                     seq=envelope["seq"], attempt=envelope["attempt"], status=envelope["status"],
                     result=envelope.get("result"), error=envelope.get("error"), item=envelope.get("item")))
@@ -171,7 +174,7 @@ class Supervisor:
         for run_id, events in by_run.items():
             calls = [(e.seq, e.attempt, e.item) for e in events] if fan_in else None
             done = self._step(run_id, lambda conn, events=events: events, skip_locked=skip_locked,
-                              drop_outcomes=calls) and done
+                              drop_outcomes=calls, hosts=hosts.get(run_id)) and done
         return done
 
     def carried_out(self, outbox_id: int) -> None:
@@ -268,7 +271,8 @@ class Supervisor:
 
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False,
               skip_locked: bool = False,
-              drop_outcomes: list[tuple[int, int, int | None]] | None = None, operation: str | None = None) -> bool:
+              drop_outcomes: list[tuple[int, int, int | None]] | None = None, operation: str | None = None,
+              hosts: list[tuple[int, int, str]] | None = None) -> bool:
         """Lock, decide, write, commit, then carry out. Returns False only when `skip_locked`
         found the run busy. A database error that retrying cannot fix (a value PostgreSQL refuses,
         a constraint) fails the run with that error instead of failing every retry. `operation`
@@ -279,7 +283,7 @@ class Supervisor:
         forget = self._carried_out.take()
         try:
             outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked, drop_outcomes,
-                                                        operation)
+                                                        operation, hosts)
         except DBAPIError as exc:
             self._carried_out.extend(forget)
             if transient(exc):
@@ -307,7 +311,8 @@ class Supervisor:
     def _decide_and_write(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool,
                           forget: list[int], skip_locked: bool = False,
                           drop_outcomes: list[tuple[int, int, int | None]] | None = None,
-                          operation: str | None = None) -> tuple[Any, int | None]:
+                          operation: str | None = None, hosts: list[tuple[int, int, str]] | None = None
+                          ) -> tuple[Any, int | None]:
         with self.db.transaction() as conn:
             run = self.store.lock_run(conn, run_id, skip_locked=skip_locked)
             if run is None and skip_locked and self.store.run_exists(conn, run_id):
@@ -342,6 +347,8 @@ class Supervisor:
             outcome = _Outcome(run_id, workflow.name, commands, parent, resent=resent)
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
                                                               outbox=self._effects(outcome), forget=forget)
+            if hosts:  # after the step's own writes to those rows: no lock taken that the step does not take
+                self.store.record_workers(conn, run_id, hosts)
         return outcome, outbox_id
 
     def _decide(self, conn: Any, run: Any, workflow: AnyWorkflow, events: list[Event]) -> tuple[Any, list[Any]] | None:

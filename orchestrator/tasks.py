@@ -1,4 +1,7 @@
-"""The orchestrator's Celery tasks. Each is a thin shell over the runner or the supervisor."""
+"""The orchestrator's Celery tasks. Each is a thin shell over the runner or the supervisor.
+
+Shared tasks: registered on every Celery app of the process, the one `install(app)` made the
+orchestrator's (installation.py) included; each uses the app that runs it (`self.app`)."""
 
 from __future__ import annotations
 
@@ -7,19 +10,16 @@ import os
 from functools import lru_cache
 from typing import Any
 
+from celery import shared_task
 from celery.exceptions import Ignore
+from celery.local import Proxy
 from celery.signals import task_received, task_revoked, worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from workers.app import app
-
-from .housekeeping import install as install_housekeeping
 from .runner import FAILED, TIMED_OUT, envelope, record_outcome, run_action
 from .secrets import Redactor
 
 log = logging.getLogger("orchestrator.tasks")
-
-install_housekeeping(app)  # workers import this module before their consumer starts
 
 # Supervisor work that meets a database error worth retrying (a restart, a lost connection, a
 # lock timeout) is retried with backoff rather than dropped: the message is published again and
@@ -29,8 +29,8 @@ DURABLE = dict(acks_late=True, autoretry_for=(OperationalError, InterfaceError),
                retry_backoff_max=30, retry_jitter=True, max_retries=None)
 
 
-@app.task(name="orchestrator.action", bind=True, acks_late=True, reject_on_worker_lost=True,
-          retry_on_worker_lost=True, max_retries=None, default_retry_delay=1)
+@shared_task(name="orchestrator.action", bind=True, acks_late=True, reject_on_worker_lost=True,
+             retry_on_worker_lost=True, max_retries=None, default_retry_delay=1)
 def action(self, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     """Run one action call; always returns an envelope (see runner.py).
 
@@ -55,20 +55,22 @@ def action(self, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any
     if retries or (request.delivery_info or {}).get("redelivered") or call.get("resent"):
         outcome, kept = _again(self, call, payload, retries)
     if outcome is None:
-        outcome = run_action(app, call, payload, settings().max_result_bytes, trace_outcome=False)
+        outcome = run_action(self.app, call, payload, settings().max_result_bytes, trace_outcome=False)
+    if request.hostname:
+        outcome = {**outcome, "worker": request.hostname}  # the host that ran it (task_executions.worker)
     if inline:
         try:
             supervisor().complete([outcome])
         except Exception as exc:  # the supervisor task retries with backoff
             log.warning("applying %s inline failed (%s); handing it to the supervisor queue", call.get("task"), exc)
-            record_outcome(app, outcome)  # the report may be lost now: leave it where a lease finds it
-            supervise.apply_async((outcome,), queue=settings().supervisor_queue)
+            record_outcome(self.app, outcome)  # the report may be lost now: leave it where a lease finds it
+            _own("orchestrator.supervise", self.app).apply_async((outcome,), queue=settings().supervisor_queue)
         # What Celery logs and Flower shows: secrets masked (the run got the real outcome).
         return _redactor().data(outcome)
     from .recovery import keep_outcome
 
     if not kept and not keep_outcome(supervisor(), outcome):
-        record_outcome(app, outcome)
+        record_outcome(self.app, outcome)
     return outcome
 
 
@@ -101,8 +103,17 @@ def _again(task: Any, call: dict[str, Any], payload: dict[str, Any], retries: in
     if verdict.action == "apply":
         log.warning("not running %s again: %s", call.get("task"), verdict.reason)
         return verdict.outcome, True
-    _trace(app, call, running_mark())  # a lease or a cancel must see it runs, however short it is
+    _trace(task.app, call, running_mark())  # a lease or a cancel must see it runs, however short it is
     return None, False
+
+
+def _own(name: str, app: Any = None) -> Any:
+    """One of these tasks, on the given app or the orchestrator's."""
+    if app is None:
+        from .runtime import celery_app
+
+        app = celery_app()
+    return app.tasks[name]
 
 
 @lru_cache(maxsize=1)
@@ -112,7 +123,7 @@ def _redactor() -> Redactor:
     return Redactor(settings().config)
 
 
-@app.task(name="orchestrator.supervise", ignore_result=True, **DURABLE)
+@shared_task(name="orchestrator.supervise", ignore_result=True, **DURABLE)
 def supervise(result: dict[str, Any]) -> None:
     """Apply one action's envelope to its run."""
     from .runtime import supervisor
@@ -120,7 +131,7 @@ def supervise(result: dict[str, Any]) -> None:
     supervisor().complete([result])
 
 
-@app.task(name="orchestrator.supervise_batch", ignore_result=True, **DURABLE)
+@shared_task(name="orchestrator.supervise_batch", ignore_result=True, **DURABLE)
 def supervise_batch(results: list[dict[str, Any]]) -> None:
     """Apply a fan-in's envelopes (a chord's header results) to their run in one step."""
     from .runtime import supervisor
@@ -128,7 +139,7 @@ def supervise_batch(results: list[dict[str, Any]]) -> None:
     supervisor().complete(results, fan_in=True)
 
 
-@app.task(name="orchestrator.action_lost", ignore_result=True)
+@shared_task(name="orchestrator.action_lost", ignore_result=True)
 def action_lost(request: Any, exc: BaseException, traceback: Any) -> None:
     """Errback for an action that died without an envelope (hard time limit, lost worker)."""
     args = getattr(request, "args", None) or ()
@@ -136,11 +147,11 @@ def action_lost(request: Any, exc: BaseException, traceback: Any) -> None:
         log.error("action %s failed without call metadata: %r", getattr(request, "id", "?"), exc)
         return
     status = TIMED_OUT if type(exc).__name__ == "TimeLimitExceeded" else FAILED
-    supervise.delay(envelope(args[0], status, error=f"{type(exc).__name__}: {exc}"))
+    _own("orchestrator.supervise").delay(envelope(args[0], status, error=f"{type(exc).__name__}: {exc}"))
 
 
-@app.task(name="orchestrator.start_workflow", bind=True, **DURABLE)
-def start_workflow(self, workflow: str, params: dict[str, Any] | None = None) -> str:
+@shared_task(name="orchestrator.start_workflow", bind=True, **DURABLE)
+def _start_workflow(self, workflow: str, params: dict[str, Any] | None = None) -> str:
     """Start a workflow by name (or YAML text) from any Celery producer; the run id is this
     task's id, so `start_workflow.delay(...).id` names the run and a redelivery starts nothing."""
     from .api import start_run
@@ -148,7 +159,13 @@ def start_workflow(self, workflow: str, params: dict[str, Any] | None = None) ->
     return start_run(workflow, params, run_id=self.request.id, record_rejection=True)
 
 
-@app.task(name="orchestrator.fire_timer", ignore_result=True, **DURABLE)
+# What producers import (`from orchestrator import start_workflow`): the task on this process's
+# app (runtime.celery_app: ORCHESTRATOR_APP, the installed app, else the standalone one), looked up
+# when used; Celery's "current app" may be another one, or none.
+start_workflow = Proxy(lambda: _own("orchestrator.start_workflow"))
+
+
+@shared_task(name="orchestrator.fire_timer", ignore_result=True, **DURABLE)
 def fire_timer(run_id: str, key: str) -> None:
     """A timer's countdown message arrived: fire it if it is still due (else it was fired)."""
     from .runtime import supervisor
@@ -179,7 +196,9 @@ def _revoked(request: Any = None, terminated: bool = False, **_: Any) -> None:
     retries = (getattr(request, "request_dict", None) or {}).get("retries") or 0
     args = getattr(request, "args", None) or ()
     if retries and args and isinstance(args[0], dict):
-        record_outcome(app, envelope(args[0], FAILED, error=f"revoked after its worker was lost {retries} "
+        from .runtime import celery_app
+
+        record_outcome(celery_app(), envelope(args[0], FAILED, error=f"revoked after its worker was lost {retries} "
                                                             f"time{'s' if retries > 1 else ''} running it"))
 
 

@@ -144,6 +144,12 @@ def orchestrator_worker(tmp_path, monkeypatch, orchestrator_settings, orchestrat
         monkeypatch.setenv("ORCHESTRATOR_DATABASE_URL", orchestrator_database_url)
     for name, value in orchestrator_settings.items():
         monkeypatch.setenv(name, str(value))
+    from . import config, runtime
+
+    # The standalone app is the one reconfigured here, never a team's own installed app.
+    installed, layer = runtime._app, config._app_layer
+    runtime._app = None
+    config.use_app_settings(None)
     app, conf = _configure()
     if conf.broker_url is not None:
         raise pytest.UsageError("orchestrator_worker runs on the in-memory broker: do not set ORCHESTRATOR_BROKER_URL "
@@ -163,18 +169,20 @@ def orchestrator_worker(tmp_path, monkeypatch, orchestrator_settings, orchestrat
         _purge(app, conf)
         monkeypatch.undo()
         _configure()
+        config.use_app_settings(layer)
+        if installed is not None:
+            runtime.use_app(installed)
 
 
 def _configure() -> tuple[Any, Any]:
     """Re-read the settings and rebuild the process's wiring from them."""
-    from workers.app import configure
+    from workers.app import app, configure
 
     from . import runtime
     from .config import settings
 
     settings.cache_clear()
     conf = settings()
-    app = runtime.celery_app()
     configure(app, conf)
     runtime.supervisor.cache_clear()
     app.loader.import_default_modules()  # the built-ins and ORCHESTRATOR_ACTIONS

@@ -1,8 +1,10 @@
-"""The Celery app every worker, producer and the embedded runner share.
+"""The standalone Celery app (`orchestrator worker`, the embedded runner), for deployments
+without a Celery app of their own; one that has one calls `orchestrator.install(app)` instead.
 
-Configured from ORCHESTRATOR_* settings: acks late and requeue on worker loss (a killed worker
-loses nothing), prefetch of one, JSON messages, task events on for Flower, the supervisor on its
-own queue so it is never stuck behind long actions.
+Configured from ORCHESTRATOR_* settings: its broker and result backend, acks late and requeue on
+worker loss (a killed worker loses nothing), prefetch of one, JSON messages, task events on for
+Flower, the supervisor on its own queue so it is never stuck behind long actions. The tasks, the
+housekeeping and the routes are the same `install` a team's own app gets (orchestrator/installation.py).
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 from celery import Celery
 
 from orchestrator.config import Settings, settings
-
-BUILTIN_MODULES = ("orchestrator.tasks", "workers.actions.core")
+from orchestrator.installation import BUILTIN_MODULES, _install, own_routes
 
 
 def configure(app: Celery, conf: Settings) -> None:
@@ -36,12 +37,7 @@ def configure(app: Celery, conf: Settings) -> None:
         task_send_sent_event=False,  # a late task-sent event would overwrite the readable name in Flower
         worker_hijack_root_logger=False,
         task_default_queue=conf.default_queue,
-        task_routes={
-            "orchestrator.supervise": {"queue": conf.supervisor_queue},
-            "orchestrator.supervise_batch": {"queue": conf.supervisor_queue},
-            "orchestrator.action_lost": {"queue": conf.supervisor_queue},
-            "orchestrator.start_workflow": {"queue": conf.supervisor_queue},
-        },
+        task_routes=(own_routes(conf.supervisor_queue),),
         imports=tuple(conf.actions),
         timezone="UTC",
         enable_utc=True,
@@ -54,6 +50,7 @@ def configure(app: Celery, conf: Settings) -> None:
 
 app = Celery("orchestrator", include=list(BUILTIN_MODULES), set_as_current=True)
 configure(app, settings())
+_install(app, standalone=True)
 # Worker threads that resolve `current_app` (callbacks, chords) must find this app, not Celery's
 # default one (which would publish to amqp://localhost).
 app.set_default()

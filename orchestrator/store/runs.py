@@ -216,6 +216,13 @@ class RunStore:
             stmt = stmt.where(TIMERS.c.key.in_(keys))
         return sorted(conn.execute(stmt.returning(TIMERS.c.key)).scalars())
 
+    def record_workers(self, conn: Connection, run_id: str, hosts: list[tuple[int, int, str]]) -> None:
+        """The worker (Celery hostname) that ran each call (seq, attempt): a with_items task keeps
+        the first one reported."""
+        for seq, attempt, worker in dict.fromkeys(hosts):  # usually one: a statement each, no pipeline
+            conn.execute(update(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.seq == seq, TASKS.c.attempt == attempt,
+                                             TASKS.c.worker.is_(None)).values(worker=worker[:255]))
+
     # Reading --------------------------------------------------------------------------------
 
     def status(self, conn: Connection, run_id: str) -> str | None:
@@ -236,12 +243,12 @@ class RunStore:
             if entry is None:
                 entry = {"name": row.task, "status": row.status, "attempts": row.attempt, "items": row.items,
                          "result": row.result, "error": row.error, "started_at": iso(row.started_at),
-                         "finished_at": iso(row.finished_at)}
+                         "finished_at": iso(row.finished_at), "worker": row.worker}
                 by_seq[row.seq] = entry
                 tasks.append(entry)
             else:
                 entry.update(status=row.status, attempts=row.attempt, result=row.result, error=row.error,
-                             finished_at=iso(row.finished_at))
+                             finished_at=iso(row.finished_at), worker=row.worker)
         summary = {"id": run.id, "workflow": run.workflow, "status": run.status, "output": run.output,
                    "error": run.error, "started_at": iso(run.started_at or run.created_at),
                    "finished_at": iso(run.finished_at), "tasks": tasks}

@@ -38,7 +38,8 @@
     return Orch.el("tr", {"data-task": task.name},
       Orch.el("td", {}, task.name), Orch.el("td", {}, Orch.badge(task.status)), Orch.el("td", {}, task.attempts),
       Orch.el("td", {}, task.items === null ? "" : task.items), Orch.el("td", {}, Orch.when(task.started_at)),
-      Orch.el("td", {}, Orch.duration(task.started_at, task.finished_at)), Orch.el("td", {}, detail));
+      Orch.el("td", {}, Orch.duration(task.started_at, task.finished_at)),
+      Orch.el("td", {class: "host"}, task.worker || ""), Orch.el("td", {}, detail));
   }
 
   // A lifecycle event (the rows of `orchestrator logs`); a reconnected stream repeats old ones.

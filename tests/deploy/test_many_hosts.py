@@ -1,7 +1,8 @@
 """Many hosts: three workers, each in its own network namespace (its own address on a bridge, over
 a veth pair), reaching Redis and PostgreSQL (through PgBouncer) over the network, each consuming
 its own queue. A workflow whose tasks are routed to each host runs end to end, and each task ran
-on the host its queue names."""
+on the host its queue names: as the action itself reports, and as the run records (its summary's
+`worker`, the worker's hostname)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,8 @@ def test_a_workflow_routed_to_three_hosts_runs_end_to_end(pg_schema, hosts, tmp_
     assert result.returncode == 0, result.stderr + "".join(w.text()[-1500:] for w in workers)
     summary = json.loads(result.stdout)
     ran = {task["name"]: task["result"] for task in summary["tasks"]}
+    recorded = {task["name"]: task["worker"] for task in summary["tasks"]}
     for host in ("a", "b", "c"):
         assert ran[f"on_{host}"] == {"host": host, "address": hosts.addresses[host]}
+        assert recorded[f"on_{host}"] == f"{host}@host-{host}"  # the hostname of the worker its route names
     assert len(set(hosts.addresses.values())) == 3

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.runtime
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SUMMARY_KEYS = {"id", "workflow", "status", "output", "error", "started_at", "finished_at", "tasks"}
-TASK_KEYS = {"name", "status", "attempts", "items", "result", "error", "started_at", "finished_at"}
+TASK_KEYS = {"name", "status", "attempts", "items", "result", "error", "started_at", "finished_at", "worker"}
 
 REGISTERED = textwrap.dedent("""
     version: "1.0"

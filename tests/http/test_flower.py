@@ -85,3 +85,9 @@ def test_flower_lists_each_action_with_its_name_and_run_id(worker, flower):
                                       for t in found]
     for name in expected:
         assert f"'workflow_id': '{run.id}'" in by_name[name]["kwargs"], by_name[name]
+    # Its task and its host: Flower's worker column is the host the run recorded for the task.
+    hosts = {task["name"]: task["worker"] for task in run.summary()["tasks"]}
+    for task, action in ACTIONS.items():
+        shown = by_name[f"hello.{task}:{action}"]
+        assert f"'task': '{task}'" in shown["kwargs"], shown
+        assert shown.get("worker") and shown["worker"] == hosts[task], (shown.get("worker"), hosts)

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {"id", "workflow", "status", "output", "error", "started_at", "finished_at", "tasks"}
-TASK_KEYS = {"name", "status", "attempts", "items", "result", "error", "started_at", "finished_at"}
+TASK_KEYS = {"name", "status", "attempts", "items", "result", "error", "started_at", "finished_at", "worker"}
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60):
@@ -39,6 +39,7 @@ def test_embedded_run_json_summary(embedded_dir):
     assert summary["output"] == {"summary": "HELLO, ADA! / hello, ada!", "repeat": ["Hello, Ada!"] * 3}
     assert [t["name"] for t in summary["tasks"]] == ["greet", "shout", "whisper", "summarise"]
     assert all(set(t) == TASK_KEYS for t in summary["tasks"])
+    assert all(t["worker"] for t in summary["tasks"])  # the host that ran each call
     assert (embedded_dir / ".orchestrator" / "orchestrator.db").exists()
     # the run is durable: a later process reads it from the same SQLite file
     status = cli("status", summary["id"], "--json", cwd=embedded_dir)

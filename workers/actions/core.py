@@ -28,7 +28,7 @@ import urllib.request
 from http.client import HTTPException
 from typing import Any
 
-from workers.app import app
+from celery import shared_task
 
 OUTPUT_TAIL = 500  # characters of stderr/stdout quoted in a failure message
 
@@ -51,25 +51,25 @@ def _seconds(value: Any) -> str:
     return f"{value:g}"
 
 
-@app.task(name="core.noop")
+@shared_task(name="core.noop")
 def noop(**_ignored: Any) -> None:
     """Does nothing; any input is ignored."""
     return None
 
 
-@app.task(name="core.echo")
+@shared_task(name="core.echo")
 def echo(message: Any = None, **_ignored: Any) -> Any:
     """Returns ``message`` unchanged (any JSON value)."""
     return message
 
 
-@app.task(name="core.fail")
+@shared_task(name="core.fail")
 def fail(message: str | None = None) -> None:
     """Always fails, with ``message`` as the error."""
     raise ActionFailed(str(message) if message else "failed by core.fail")
 
 
-@app.task(name="core.sleep")
+@shared_task(name="core.sleep")
 def sleep(seconds: Any = None) -> None:
     """Sleeps for ``seconds`` (a number >= 0)."""
     if not _is_number(seconds) or seconds < 0:
@@ -135,7 +135,7 @@ def _failure(code: int, stdout: str, stderr: str) -> str:
     return f"command exited with {code}" + (f": {detail}" if detail else "")
 
 
-@app.task(name="core.shell")
+@shared_task(name="core.shell")
 def shell(cmd: Any = None, env: Any = None, cwd: Any = None, timeout: Any = None) -> dict[str, Any]:
     """Runs a command; returns ``{"stdout", "stderr", "return_code"}``, fails on a non-zero exit.
 
@@ -173,7 +173,7 @@ def _stackstorm_text(text: str) -> Any:
         return text
 
 
-@app.task(name="core.local")
+@shared_task(name="core.local")
 def local(cmd: Any = None, env: Any = None, cwd: Any = None, timeout: Any = None) -> dict[str, Any]:
     """StackStorm's ``core.local``: runs the ``cmd`` string with ``/bin/sh -c`` and returns
     ``{"stdout", "stderr", "return_code", "succeeded", "failed"}`` in StackStorm's shape (streams
@@ -205,7 +205,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
 
-@app.task(name="core.http")
+@shared_task(name="core.http")
 def http(url: Any = None, method: Any = "GET", headers: Any = None, json: Any = None,
          body: Any = None, timeout: Any = 30) -> dict[str, Any]:
     """Makes an HTTP request; returns ``{"status_code", "headers", "json"|"body"}``.
@@ -267,7 +267,7 @@ def http(url: Any = None, method: Any = "GET", headers: Any = None, json: Any = 
     return result
 
 
-@app.task(name="core.ask")
+@shared_task(name="core.ask")
 def ask(schema: Any = None, prompt: Any = None) -> None:
     """An approval. The engine handles it without a worker: the task waits until someone answers
     (`orchestrator respond`, RunHandle.respond or HTTP) with data matching `schema`."""
