@@ -167,26 +167,3 @@ def _consume_supervisor_queue(sender: Any = None, instance: Any = None, **_: Any
     queues = app.amqp.queues
     if getattr(queues, "_consume_from", None) is None:
         queues.select_add(config.settings().supervisor_queue)
-
-
-def load_app(reference: str) -> Celery:
-    """The app named by `module:attribute` (or `module`, whose `app` or `celery` it is), as
-    `celery -A` finds it; installed."""
-    module_name, _, attribute = reference.partition(":")
-    try:
-        module = import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"ORCHESTRATOR_APP={reference!r}: cannot import {module_name!r}: {exc}") from None
-    names = [attribute] if attribute else ["app", "celery"]
-    for name in names:
-        found = module
-        for part in name.split("."):
-            found = getattr(found, part, None)
-        if isinstance(found, Celery):
-            return found if getattr(found, "_orchestrator_installed", None) else install(found)
-        if callable(found) and attribute:
-            made = found()
-            if isinstance(made, Celery):
-                return made if getattr(made, "_orchestrator_installed", None) else install(made)
-    raise ValueError(f"ORCHESTRATOR_APP={reference!r}: no Celery app found there "
-                     f"(expected module:attribute, e.g. proj.celery:app)")

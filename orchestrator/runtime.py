@@ -11,6 +11,7 @@ from functools import lru_cache
 from celery.worker import WorkController
 
 from . import config, guard
+from .apps import STANDALONE, find_app
 from .canvas import Canvas
 from .config import settings
 from .engine.validate import Workflow
@@ -36,22 +37,18 @@ def use_app(app) -> None:
 
 def celery_app():
     """This process's Celery app: the one ORCHESTRATOR_APP names (module:attribute), else the
-    one install(app) was given, else the standalone workers.app."""
+    one install(app) was given, else the standalone app (apps.STANDALONE)."""
     reference = os.environ.get("ORCHESTRATOR_APP")
     if reference:
         return _named_app(reference)
     if _app is not None:
         return _app
-    from workers.app import app
-
-    return app
+    return _named_app(STANDALONE)
 
 
 @lru_cache(maxsize=8)
 def _named_app(reference: str):
-    from .installation import load_app
-
-    return load_app(reference)
+    return find_app(reference)
 
 
 config.use_app_loader(celery_app)

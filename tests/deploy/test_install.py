@@ -4,6 +4,8 @@ from the app's conf with the environment winning, the broker the app's own."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from celery import Celery
 
@@ -75,16 +77,21 @@ def test_settings_from_the_apps_conf_the_environment_wins(fresh):
 
 
 def test_orchestrator_app_names_the_app(fresh):
+    named = install(make_app())
+    fresh.setattr(sys.modules[__name__], "NAMED", named, raising=False)
+    runtime._app = None  # found by its reference alone
     fresh.setenv("ORCHESTRATOR_APP", "tests.deploy.test_install:NAMED")
     app = runtime.celery_app()
-    assert app is NAMED and "orchestrator.supervise" in app.tasks
+    assert app is named and "orchestrator.supervise" in app.tasks
+    fresh.setenv("ORCHESTRATOR_APP", "tests.deploy.test_install:BARE")
+    with pytest.raises(ValueError, match=r"has not been installed: call orchestrator.install\(app\) in 'tests.deploy.test_install'"):
+        runtime.celery_app()
     fresh.setenv("ORCHESTRATOR_APP", "tests.deploy.test_install:nothing")
-    runtime._named_app.cache_clear()
     with pytest.raises(ValueError, match="no Celery app found"):
         runtime.celery_app()
 
 
-NAMED = make_app()
+BARE = make_app()  # an app nobody installed
 
 
 def test_a_bad_app_reference_is_one_line_and_exit_2():
