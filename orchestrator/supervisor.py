@@ -129,7 +129,7 @@ class Supervisor:
         if why:
             raise ParametersInvalid(workflow.name, [f"cannot be stored: {why}"])
         now = utcnow()
-        with self.db.transaction() as conn:
+        with self.db.step() as conn:  # BEGIN with its first statement, COMMIT with the write
             definition_id = self.store.save_definition(conn, workflow.name, workflow.text, workflow.source)
             if not self.store.create_run(conn, run_id, workflow.name, definition_id, resolved, parent=parent):
                 return run_id
@@ -303,7 +303,7 @@ class Supervisor:
                           forget: list[int], skip_locked: bool = False,
                           drop_outcomes: list[tuple[int, int, int | None]] | None = None,
                           operation: str | None = None) -> tuple[Any, int | None]:
-        with self.db.transaction() as conn:
+        with self.db.step() as conn:  # two round trips: BEGIN + the lock, the write + COMMIT
             run = self.store.lock_run(conn, run_id, skip_locked=skip_locked)
             if run is None and skip_locked and self.store.run_exists(conn, run_id):
                 return _BUSY, None
@@ -370,7 +370,7 @@ class Supervisor:
     def fail_run(self, run_id: str, error: str) -> None:
         """End a run as failed outside the conductor (its state could not be stored): its calls
         in flight are revoked, its timers dropped, its parent told."""
-        with self.db.transaction() as conn:
+        with self.db.step() as conn:
             run = self.store.lock_run(conn, run_id)
             if run is None or run.status in TERMINAL:
                 return

@@ -23,6 +23,7 @@ from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionSt
 from ..lifecycle import LifecycleEvent
 from ..secrets import Redactor
 from . import statements as sql
+from .database import last_row
 
 RUN_FINISHED = "orchestrator_run_finished"  # PostgreSQL NOTIFY channel: the payload is the run id
 
@@ -200,4 +201,4 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
         params["channel"] = RUN_FINISHED
         select.append("pg_notify(%(channel)s, %(run_id)s)")
     statement = "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(select)
-    return conn.exec_driver_sql(statement, params).scalar()
+    return last_row(conn, statement, params)[0]  # in a Database.step(), with its COMMIT
