@@ -65,30 +65,37 @@ class _Outcome:
 
 
 class _PendingIds:
-    """Ids waiting to be deleted, flushed by a daemon thread if no step takes them first."""
+    """Outbox ids waiting to be deleted, by run (None: not known), flushed by a daemon thread if
+    no step of their run takes them first."""
 
     def __init__(self, flush: Callable[[], None], interval: float):
-        self._ids: list[int] = []
+        self._ids: list[tuple[str | None, int]] = []
         self._lock = threading.Lock()
         self._flush = flush
         self._interval = interval
         self._thread: threading.Thread | None = None
 
-    def add(self, item: int) -> None:
+    def add(self, item: tuple[str | None, int]) -> None:
         with self._lock:
             self._ids.append(item)
             if self._thread is None or not self._thread.is_alive():  # also after a fork
                 self._thread = threading.Thread(target=self._run, name="orchestrator-outbox", daemon=True)
                 self._thread.start()
 
-    def extend(self, ids: list[int]) -> None:
+    def extend(self, run_id: str | None, ids: list[int]) -> None:
         for item in ids:
-            self.add(item)
+            self.add((run_id, item))
 
-    def take(self) -> list[int]:
+    def take(self, run_id: str | None = None) -> list[int]:
+        """The ids of `run_id`'s rows (of every run when None); the others stay."""
         with self._lock:
-            ids, self._ids = self._ids, []
-        return ids
+            if run_id is None:
+                taken, self._ids = self._ids, []
+            else:
+                taken = [item for item in self._ids if item[0] == run_id]
+                if taken:
+                    self._ids = [item for item in self._ids if item[0] != run_id]
+        return [outbox_id for _, outbox_id in taken]
 
     def _run(self) -> None:
         while True:
@@ -174,10 +181,10 @@ class Supervisor:
                               drop_outcomes=calls) and done
         return done
 
-    def carried_out(self, outbox_id: int) -> None:
+    def carried_out(self, outbox_id: int, run_id: str | None = None) -> None:
         """An outbox row whose effects were carried out (a worker received its last message):
-        deleted with the next step's write or by the flusher, within ~2 s."""
-        self._carried_out.add(outbox_id)
+        deleted with the next step of its run in this process or by the flusher, within ~2 s."""
+        self._carried_out.add((run_id, outbox_id))
 
     def fire_timers(self, run_id: str, keys: list[str] | None = None, skip_locked: bool = False) -> bool:
         """Fire the run's due timers (the named ones, or all that are due)."""
@@ -274,27 +281,28 @@ class Supervisor:
         a constraint) fails the run with that error instead of failing every retry. `operation`
         names an operator's request: one the run's status forbids, or that changes nothing,
         raises OperationRefused (core/refusals.py) instead of passing as a stale event."""
-        # Outbox rows carried out earlier are deleted by this step's write instead of a commit
-        # of their own; they go back to the flusher unless that write commits.
-        forget = self._carried_out.take()
+        # The run's outbox rows carried out earlier are deleted by this step's write instead of
+        # a commit of their own (never another run's: a step writes only its run's rows); they
+        # go back to the flusher unless that write commits.
+        forget = self._carried_out.take(run_id)
         try:
             outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked, drop_outcomes,
                                                         operation)
         except DBAPIError as exc:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             if transient(exc):
                 raise
             log.error("run %s: a step could not be stored: %s", run_id, exc)
             self.fail_run(run_id, f"the run's state could not be stored: {_short(exc)}")
             return True
         except BaseException:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             raise
         if outcome is _BUSY:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             return False
         if outcome is None:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             return True
         self._finish(outcome, outbox_id)
         return True
@@ -413,7 +421,7 @@ class Supervisor:
         carried_by_call = self.carry_out(outcome, outbox_id)
         if outbox_id is not None and not carried_by_call:
             if self.long_lived:
-                self._carried_out.add(outbox_id)
+                self._carried_out.add((outcome.run_id, outbox_id))
             else:
                 self._forget_now([outbox_id])
         if self.events is not None:

@@ -63,6 +63,8 @@ ADD_OUTBOX = text(
 ).bindparams(bindparam("payload", type_=JSONType))
 
 REMOVE_OUTBOX = text("DELETE FROM outbox WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+REMOVE_RUN_OUTBOX = text("DELETE FROM outbox WHERE id IN :ids AND run_id = :run_id").bindparams(
+    bindparam("ids", expanding=True))
 
 # The run row and its variables in one round trip, the row locked (PostgreSQL only: SQLite
 # transactions are serialised by the process).

@@ -41,7 +41,7 @@ class StepRows:
     events: list[LifecycleEvent] = field(default_factory=list)
     finished: bool = False
     outbox: dict[str, Any] | None = None    # the step's effects to carry out (supervisor._record)
-    forget: list[int] = field(default_factory=list)  # outbox rows carried out earlier
+    forget: list[int] = field(default_factory=list)  # the run's outbox rows carried out earlier
 
 
 def fold(run_id: str, state_data: dict[str, Any], commands: list[Command], now: datetime,
@@ -96,7 +96,7 @@ def event_rows(events: list[LifecycleEvent], redact: Redactor) -> list[dict[str,
 def _write_generic(conn: Connection, rows: StepRows, redact: Redactor) -> int | None:
     run_id, now = rows.run_id, rows.now
     if rows.forget:
-        conn.execute(sql.REMOVE_OUTBOX, {"ids": rows.forget})
+        conn.execute(sql.REMOVE_RUN_OUTBOX, {"ids": rows.forget, "run_id": run_id})
     if rows.started:
         conn.execute(sql.START_ATTEMPT, [dict(row, run_id=run_id, now=now) for row in rows.started.values()])
     for row in rows.ended.values():
@@ -186,7 +186,8 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
             "WITH ORDINALITY AS u(kind, task, seq, attempt, message, n) ORDER BY u.n)")
     if rows.forget:
         params["o_forget"] = rows.forget
-        ctes.append("forgotten AS (DELETE FROM outbox WHERE id = ANY(%(o_forget)s::bigint[]))")
+        ctes.append("forgotten AS (DELETE FROM outbox WHERE id = ANY(%(o_forget)s::bigint[]) "
+                    "AND run_id = %(run_id)s)")  # never another run's rows: a step stays inside its run
     assignments = []
     for name, value in rows.run.items():
         params[f"r_{name}"] = _json(value) if _RUN_COLUMNS[name] == "jsonb" else value

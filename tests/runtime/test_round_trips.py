@@ -110,3 +110,34 @@ def test_a_step_transaction_is_one_unit(pg_schema):
             assert conn.execute(text("SELECT note FROM probe")).scalar() == "written"
     finally:
         db.dispose()
+
+
+def test_a_step_deletes_only_its_own_runs_carried_out_outbox_rows(orchestrator_env):
+    """A step's write deletes the outbox rows of its own run this process carried out; another
+    run's wait for that run's step or the flusher: a step writes no other run's rows."""
+    from orchestrator.registry import compile_workflow
+
+    sup = recording_supervisor(orchestrator_env["ORCHESTRATOR_DATABASE_URL"])
+    workflow = compile_workflow(WORKFLOW, "trips.yaml")
+    sup.long_lived = True  # carried-out rows wait for a step or the flusher, as in a worker
+    for run_id in ("a", "b"):
+        sup.start(workflow, {}, run_id)
+
+    def outbox() -> dict[int, str]:
+        with sup.db.reading() as conn:
+            return dict(conn.execute(text("SELECT id, run_id FROM outbox")).all())
+
+    rows = outbox()
+    assert sorted(rows.values()) == ["a", "b"]  # each start's row, its call "sent"
+    for outbox_id, run_id in rows.items():
+        sup.carried_out(outbox_id, run_id)  # as the worker that receives each call does
+    call = sup.canvas.calls["a"].pop(0)
+    sup.complete([{"run": "a", "seq": call.seq, "attempt": call.attempt, "item": call.item, "task": call.task,
+                   "status": "succeeded", "result": None, "error": None}])
+    left = outbox()
+    assert sorted(left.values()) == ["a", "b"]  # a's start row is gone, a's step left one; b's is there
+    assert [i for i, r in left.items() if r == "b"] == [i for i, r in rows.items() if r == "b"]
+    assert [i for i, r in left.items() if r == "a"] != [i for i, r in rows.items() if r == "a"]
+    sup.flush_carried_out()  # b's row goes with the flusher's batch
+    assert sorted(outbox().values()) == ["a"]
+    sup.db.dispose()
