@@ -84,7 +84,8 @@ class Database:
             return
         with self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
-            state = conn.info[_STEP] = _Step()
+            info = conn.info  # kept: an invalidated connection cannot be asked for it again
+            state = info[_STEP] = _Step()
             try:
                 yield conn
                 if state.begun and not state.committed:
@@ -94,7 +95,7 @@ class Database:
                 _roll_back_quietly(conn)
                 raise
             finally:
-                conn.info.pop(_STEP, None)
+                info.pop(_STEP, None)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
