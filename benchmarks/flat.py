@@ -187,7 +187,7 @@ def recording_canvas(app, conf):
             super().__init__(app, conf.supervisor_queue, lease=conf.lease)
             self.calls: dict[str, list[Any]] = defaultdict(list)
 
-        def send(self, run_id, workflow, calls):
+        def send(self, run_id, workflow, calls, **options):
             self.calls[run_id].extend(calls)
 
         def send_timer(self, run_id, key, seconds):

@@ -43,9 +43,9 @@ class InlineDriver:
         self.pending: deque = deque()
         publish = canvas.send
 
-        def send(run_id, workflow, calls):
+        def send(run_id, workflow, calls, **options):
             calls = list(calls)
-            publish(run_id, workflow, calls)  # the real publish to Redis stays on the measured path
+            publish(run_id, workflow, calls, **options)  # the real publish to Redis stays on the measured path
             for call in calls:
                 self.pending.append(canvas.signature(run_id, workflow, call, inline=not call.barrier))
 

@@ -53,8 +53,8 @@ PARTS: list[tuple[str, int, list[tuple[str, str]]]] = [
     ("load the state", 6, [("orchestrator/store/runs.py", "load_state")]),
     ("conductor (decide)", 6, [("orchestrator/engine/conductor.py", "apply"),
                                ("orchestrator/orquesta/conductor.py", "apply_all")]),
-    ("write the step (fold + one statement)", 6, [("orchestrator/store/runs.py", "write_step")]),
-    ("COMMIT", 6, [("sqlalchemy/engine/base.py", "_commit_impl")]),
+    ("write the step (fold + one statement, with COMMIT)", 6, [("orchestrator/store/runs.py", "write_step")]),
+    ("COMMIT on its own (none when the write carries it)", 6, [("sqlalchemy/engine/base.py", "_commit_impl")]),
     ("publish the next call", 5, [("orchestrator/canvas.py", "send")]),
     ("task events queued (received, started, succeeded)", 1, [("celery/events/dispatcher.py", "send")]),
     ("task events published (the queued ones, batched)", 1, [("celery/events/dispatcher.py", "flush")]),
@@ -89,16 +89,17 @@ def where_times(stats: pstats.Stats) -> dict[str, float]:
     return found
 
 
-def round_trips(stats: pstats.Stats) -> tuple[int, int]:
-    """(PostgreSQL round trips, Redis commands or pipelines sent): how many times psycopg waited
-    for the server, and how many times a socket sent (only redis-py uses Python sockets here)."""
-    postgres = redis = 0
-    for (filename, _line, function), (_cc, nc, _tt, _ct, _callers) in stats.stats.items():
-        if filename.endswith("psycopg/connection.py") and function == "wait":
-            postgres += nc
-        elif filename == "~" and function == "<method 'sendall' of '_socket.socket' objects>":
-            redis += nc
-    return postgres, redis
+def redis_sends(stats: pstats.Stats) -> int:
+    """Redis commands or pipelines sent: how many times a socket sent (only redis-py uses Python
+    sockets here). PostgreSQL round trips are counted by the worker itself (round_trips.py)."""
+    return sum(nc for (filename, _line, function), (_cc, nc, _tt, _ct, _callers) in stats.stats.items()
+               if filename == "~" and function == "<method 'sendall' of '_socket.socket' objects>")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def part_times(stats: pstats.Stats) -> dict[str, float]:
@@ -152,12 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = Path(args.output).resolve() if args.output else tmp / "worker.prof"
         env = harness.deployment_env(NAME, url)
         harness.apply_env(env)
-        with harness.running_worker(env, tmp / "plain.log", pool="solo", concurrency=1):
+        with harness.running_worker(env, tmp / "plain.log", pool="solo", concurrency=1) as worker:
             run_workload(1, args.steps, args.timeout)  # warm-up
             chain = raw_side(args.steps, args.timeout)
             chain()
+            cpu = cpu_seconds(worker.proc.pid)
             raw = [chain() / args.steps for _ in range(args.runs)]
+            raw_cpu, cpu = cpu_seconds(worker.proc.pid) - cpu, cpu_seconds(worker.proc.pid)
             unprofiled = run_workload(args.runs, args.steps, args.timeout)
+            ours_cpu = cpu_seconds(worker.proc.pid) - cpu
         env = harness.deployment_env(NAME, url, extra={"ORCHESTRATOR_ACTIONS": "benchmarks.worker_profiler",
                                                        OUTPUT_ENV: str(output)})
         harness.apply_env(env)
@@ -166,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.kill(worker.proc.pid, START_SIGNAL)  # the worker is idle: the warm-up run has ended
             profiled = run_workload(args.runs, args.steps, args.timeout)
         stats = pstats.Stats(str(output))
+        postgres = int(Path(str(output) + ".pg").read_text())
     steps = args.runs * args.steps
     wall = harness.median(unprofiled)
     parts = part_times(stats)
@@ -174,9 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"per step: orchestrated {wall * 1000:.2f} ms, raw chain on the same solo worker "
           f"{harness.median(raw) * 1000:.2f} ms, orchestrated with the profiler on {harness.median(profiled) * 1000:.2f} ms "
           f"(medians of {args.runs} runs of {args.steps} steps)")
-    postgres, redis = round_trips(stats)
+    print(f"worker CPU per step (user + system, unprofiled): orchestrated {ours_cpu / steps * 1000:.2f} ms, "
+          f"raw chain {raw_cpu / steps * 1000:.2f} ms")
     print(f"round trips per step (do not depend on the load): PostgreSQL {postgres / steps:.2f}, "
-          f"Redis {redis / steps:.2f}")
+          f"Redis {redis_sends(stats) / steps:.2f}")
     print()
     rows = [[name, f"{seconds / steps * 1000:.3f}", f"{seconds / loop * 100:.1f}", f"{seconds / loop * wall * 1000:.2f}"]
             for name, seconds in where_times(stats).items()]

@@ -19,6 +19,7 @@ from .engine.commands import Dispatch, Revoke
 from .runner import call_id, read_trace
 
 OUTBOX_HEADER = "orchestrator_outbox"  # message header: the outbox row its receiver deletes
+OUTBOX_RUN_HEADER = "orchestrator_outbox_run"  # and the run it belongs to
 HARD_LIMIT_GRACE = 10  # seconds between the soft limit (reported as timed_out) and the kill
 
 
@@ -54,7 +55,7 @@ class Canvas:
         elif singles:
             last = singles[-1]
         if last is not None and outbox is not None:
-            last.set(headers={OUTBOX_HEADER: outbox})
+            last.set(headers={OUTBOX_HEADER: outbox, OUTBOX_RUN_HEADER: run_id})
         if len(singles) == 1:
             singles[0].apply_async()
         elif singles:

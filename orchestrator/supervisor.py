@@ -65,30 +65,37 @@ class _Outcome:
 
 
 class _PendingIds:
-    """Ids waiting to be deleted, flushed by a daemon thread if no step takes them first."""
+    """Outbox ids waiting to be deleted, by run (None: not known), flushed by a daemon thread if
+    no step of their run takes them first."""
 
     def __init__(self, flush: Callable[[], None], interval: float):
-        self._ids: list[int] = []
+        self._ids: list[tuple[str | None, int]] = []
         self._lock = threading.Lock()
         self._flush = flush
         self._interval = interval
         self._thread: threading.Thread | None = None
 
-    def add(self, item: int) -> None:
+    def add(self, item: tuple[str | None, int]) -> None:
         with self._lock:
             self._ids.append(item)
             if self._thread is None or not self._thread.is_alive():  # also after a fork
                 self._thread = threading.Thread(target=self._run, name="orchestrator-outbox", daemon=True)
                 self._thread.start()
 
-    def extend(self, ids: list[int]) -> None:
+    def extend(self, run_id: str | None, ids: list[int]) -> None:
         for item in ids:
-            self.add(item)
+            self.add((run_id, item))
 
-    def take(self) -> list[int]:
+    def take(self, run_id: str | None = None) -> list[int]:
+        """The ids of `run_id`'s rows (of every run when None); the others stay."""
         with self._lock:
-            ids, self._ids = self._ids, []
-        return ids
+            if run_id is None:
+                taken, self._ids = self._ids, []
+            else:
+                taken = [item for item in self._ids if item[0] == run_id]
+                if taken:
+                    self._ids = [item for item in self._ids if item[0] != run_id]
+        return [outbox_id for _, outbox_id in taken]
 
     def _run(self) -> None:
         while True:
@@ -129,7 +136,7 @@ class Supervisor:
         if why:
             raise ParametersInvalid(workflow.name, [f"cannot be stored: {why}"])
         now = utcnow()
-        with self.db.transaction() as conn:
+        with self.db.step() as conn:  # BEGIN with its first statement, COMMIT with the write
             definition_id = self.store.save_definition(conn, workflow.name, workflow.text, workflow.source)
             if not self.store.create_run(conn, run_id, workflow.name, definition_id, resolved, parent=parent):
                 return run_id
@@ -177,10 +184,10 @@ class Supervisor:
                               drop_outcomes=calls, hosts=hosts.get(run_id)) and done
         return done
 
-    def carried_out(self, outbox_id: int) -> None:
+    def carried_out(self, outbox_id: int, run_id: str | None = None) -> None:
         """An outbox row whose effects were carried out (a worker received its last message):
-        deleted with the next step's write or by the flusher, within ~2 s."""
-        self._carried_out.add(outbox_id)
+        deleted with the next step of its run in this process or by the flusher, within ~2 s."""
+        self._carried_out.add((run_id, outbox_id))
 
     def fire_timers(self, run_id: str, keys: list[str] | None = None, skip_locked: bool = False) -> bool:
         """Fire the run's due timers (the named ones, or all that are due)."""
@@ -278,14 +285,15 @@ class Supervisor:
         a constraint) fails the run with that error instead of failing every retry. `operation`
         names an operator's request: one the run's status forbids, or that changes nothing,
         raises OperationRefused (core/refusals.py) instead of passing as a stale event."""
-        # Outbox rows carried out earlier are deleted by this step's write instead of a commit
-        # of their own; they go back to the flusher unless that write commits.
-        forget = self._carried_out.take()
+        # The run's outbox rows carried out earlier are deleted by this step's write instead of
+        # a commit of their own (never another run's: a step writes only its run's rows); they
+        # go back to the flusher unless that write commits.
+        forget = self._carried_out.take(run_id)
         try:
             outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked, drop_outcomes,
                                                         operation, hosts)
         except DBAPIError as exc:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             if transient(exc):
                 raise
             log.error("run %s: a step could not be stored: %s", run_id, exc)
@@ -297,13 +305,13 @@ class Supervisor:
             self.fail_run(run_id, str(exc))
             return True
         except BaseException:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             raise
         if outcome is _BUSY:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             return False
         if outcome is None:
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             return True
         self._finish(outcome, outbox_id)
         return True
@@ -313,7 +321,7 @@ class Supervisor:
                           drop_outcomes: list[tuple[int, int, int | None]] | None = None,
                           operation: str | None = None, hosts: list[tuple[int, int, str]] | None = None
                           ) -> tuple[Any, int | None]:
-        with self.db.transaction() as conn:
+        with self.db.step() as conn:  # two round trips: BEGIN + the lock, the write + COMMIT
             run = self.store.lock_run(conn, run_id, skip_locked=skip_locked)
             if run is None and skip_locked and self.store.run_exists(conn, run_id):
                 return _BUSY, None
@@ -346,9 +354,8 @@ class Supervisor:
             resent = any(isinstance(e, CallLost) or (isinstance(e, TimerFired) and e.running is False) for e in events)
             outcome = _Outcome(run_id, workflow.name, commands, parent, resent=resent)
             outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
-                                                              outbox=self._effects(outcome), forget=forget)
-            if hosts:  # after the step's own writes to those rows: no lock taken that the step does not take
-                self.store.record_workers(conn, run_id, hosts)
+                                                              outbox=self._effects(outcome), forget=forget,
+                                                              hosts=hosts)
         return outcome, outbox_id
 
     def _decide(self, conn: Any, run: Any, workflow: AnyWorkflow, events: list[Event]) -> tuple[Any, list[Any]] | None:
@@ -385,7 +392,7 @@ class Supervisor:
     def fail_run(self, run_id: str, error: str) -> None:
         """End a run as failed outside the conductor (its state could not be stored): its calls
         in flight are revoked, its timers dropped, its parent told."""
-        with self.db.transaction() as conn:
+        with self.db.step() as conn:
             run = self.store.lock_run(conn, run_id)
             if run is None or run.status in TERMINAL:
                 return
@@ -428,7 +435,7 @@ class Supervisor:
         carried_by_call = self.carry_out(outcome, outbox_id)
         if outbox_id is not None and not carried_by_call:
             if self.long_lived:
-                self._carried_out.add(outbox_id)
+                self._carried_out.add((outcome.run_id, outbox_id))
             else:
                 self._forget_now([outbox_id])
         if self.events is not None:

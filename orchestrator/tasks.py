@@ -177,13 +177,13 @@ def fire_timer(run_id: str, key: str) -> None:
 def _received(request: Any = None, **_: Any) -> None:
     """The worker's main process received a call: the outbox row its message names (the step
     that sent it) has been carried out; delete it with the next batch (no round trip here)."""
-    from .canvas import OUTBOX_HEADER
+    from .canvas import OUTBOX_HEADER, OUTBOX_RUN_HEADER
     from .runtime import supervisor
 
     headers = getattr(getattr(request, "message", None), "headers", None) or {}
     outbox = headers.get(OUTBOX_HEADER)
     if outbox:
-        supervisor().carried_out(outbox)
+        supervisor().carried_out(outbox, headers.get(OUTBOX_RUN_HEADER))
 
 
 @task_revoked.connect

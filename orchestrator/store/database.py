@@ -7,9 +7,12 @@ import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, create_engine, event, inspect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 # The Alembic environment lives in the top-level `migrations/` folder, installed beside this
@@ -49,6 +52,7 @@ class Database:
                                         pool_recycle=3600, connect_args=connect_args)
             if not self.pgbouncer:
                 event.listen(self.engine, "connect", _postgres_session)
+                event.listen(self.engine, "before_cursor_execute", _begin_first)
             if listen_url:
                 # One connection per waiting RunHandle.wait(), opened and closed around the wait.
                 self._listen_engine = create_engine(listen_url, poolclass=NullPool)
@@ -65,6 +69,33 @@ class Database:
             return
         with self._lock, self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def step(self) -> Iterator[Connection]:
+        """One transaction, like `transaction()`, whose BEGIN travels with its first statement and
+        whose COMMIT with its last (PostgreSQL, without PgBouncer): a supervisor step that locks
+        with `first_row` and writes with `last_row` is two round trips instead of four. The
+        connection runs in autocommit mode and the transaction is opened by an explicit BEGIN
+        before whatever statement comes first (`_begin_first`), so every statement of the block
+        is inside it; nothing may run after `last_row` (its COMMIT ended the transaction)."""
+        if self._lock is not None or self.pgbouncer:
+            with self.transaction() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            info = conn.info  # kept: an invalidated connection cannot be asked for it again
+            state = info[_STEP] = _Step()
+            try:
+                yield conn
+                if state.begun and not state.committed:
+                    with _driver_errors(conn, "COMMIT"):
+                        conn.connection.driver_connection.execute(b"COMMIT")
+            except BaseException:
+                _roll_back_quietly(conn)
+                raise
+            finally:
+                info.pop(_STEP, None)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -132,6 +163,95 @@ class Database:
         self.engine.dispose()
         if self._listen_engine is not None:
             self._listen_engine.dispose()
+
+
+_STEP = "orchestrator_step"  # Connection.info key of a `Database.step()` block's _Step
+
+
+class _Step:
+    """Where a `Database.step()` transaction stands: BEGIN sent, COMMIT sent."""
+
+    __slots__ = ("begun", "committed")
+
+    def __init__(self) -> None:
+        self.begun = False
+        self.committed = False
+
+
+def _begin_first(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                 executemany: bool) -> None:
+    """In a step's block, a statement sent through SQLAlchemy before `first_row` opens the
+    transaction first (a round trip of its own); one after `last_row` would run outside it."""
+    state = conn.info.get(_STEP)
+    if state is None:
+        return
+    if state.committed:
+        raise RuntimeError("a statement after the step's COMMIT would run outside its transaction")
+    if not state.begun:
+        state.begun = True
+        cursor.execute("BEGIN")
+
+
+def first_row(conn: Connection, statement: str, params: dict[str, Any]) -> Any:
+    """The first row of `statement` (SQL text with %(name)s parameters), or None. As the first
+    statement of a `Database.step()` block, BEGIN is sent with it: one round trip (pipeline
+    mode), where psycopg would send BEGIN on its own first."""
+    state = conn.info.get(_STEP)
+    if state is None or state.begun:
+        return conn.exec_driver_sql(statement, params).first()
+    raw = conn.connection.driver_connection
+    with _driver_errors(conn, statement, params):
+        cursor = raw.cursor(row_factory=namedtuple_row)
+        state.begun = True
+        with raw.pipeline():
+            raw.execute(b"BEGIN")
+            cursor.execute(statement, params)
+        return cursor.fetchone()
+
+
+def last_row(conn: Connection, statement: str, params: dict[str, Any]) -> Any:
+    """The first row of `statement`, the last one of a `Database.step()` block: COMMIT is sent
+    with it (and BEGIN too if nothing ran before), one round trip. Elsewhere an ordinary execute
+    inside the caller's transaction."""
+    state = conn.info.get(_STEP)
+    if state is None:
+        return conn.exec_driver_sql(statement, params).first()
+    if state.committed:
+        raise RuntimeError("a statement after the step's COMMIT would run outside its transaction")
+    raw = conn.connection.driver_connection
+    with _driver_errors(conn, statement, params):
+        cursor = raw.cursor(row_factory=namedtuple_row)
+        with raw.pipeline():
+            if not state.begun:
+                state.begun = True
+                raw.execute(b"BEGIN")
+            cursor.execute(statement, params)
+            raw.execute(b"COMMIT")
+        state.committed = True
+        return cursor.fetchone()
+
+
+@contextmanager
+def _driver_errors(conn: Connection, statement: str, params: dict[str, Any] | None = None) -> Iterator[None]:
+    """psycopg's errors from the raw connection as SQLAlchemy's (as `conn.execute` raises them:
+    the supervisor tells transient ones by class), a broken connection invalidated."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raw = conn.connection.driver_connection
+        broken = raw.closed or raw.broken
+        if broken:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(statement, params, exc, psycopg.Error, connection_invalidated=broken,
+                                  dialect=conn.dialect) from exc
+
+
+def _roll_back_quietly(conn: Connection) -> None:
+    try:
+        if not conn.invalidated:
+            conn.connection.driver_connection.rollback()  # also in autocommit mode: ROLLBACK if in a transaction
+    except Exception:  # the pool's reset on return invalidates a connection that cannot roll back
+        pass
 
 
 LOCK_TIMEOUT_MS = int(float(os.environ.get("ORCHESTRATOR_LOCK_TIMEOUT", "10")) * 1000)

@@ -10,6 +10,7 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,6 +22,7 @@ from ..secrets import Redactor
 from ..lifecycle import LifecycleEvent, lifecycle_events
 from . import statements as sql
 from . import steps
+from .database import first_row
 from .steps import RUN_FINISHED  # noqa: F401 (the channel RunHandle.wait() listens on)
 from .models import Outbox, RunEvent, ScheduleFire, TaskExecution, TaskItem, Timer, WorkflowDefinition, WorkflowRun, WorkflowVariable
 
@@ -112,6 +114,8 @@ class RunStore:
                       error=error, now=now, finished_at=now if status in TERMINAL else None,
                       parent_run_id=parent.get("run"), parent_seq=parent.get("seq"),
                       parent_attempt=parent.get("attempt"), parent_item=parent.get("item"))
+        if conn.dialect.name == "postgresql":  # as a start's first statement, with its BEGIN
+            return first_row(conn, sql.CREATE_RUN_POSTGRES, {**values, "params": Jsonb(params)}) is not None
         return conn.execute(sql.CREATE_RUN, values).first() is not None
 
     def run_exists(self, conn: Connection, run_id: str) -> bool:
@@ -121,10 +125,11 @@ class RunStore:
         """The run's row, locked until the transaction ends (FOR UPDATE; SQLite is serialised).
         Connections carry a lock_timeout (database.py), so a stuck holder cannot wedge workers.
         With `skip_locked`, a row another transaction holds gives None at once (a sweep comes back
-        to it later instead of queueing behind it)."""
+        to it later instead of queueing behind it). As a step's first statement (Database.step),
+        its BEGIN is sent with it."""
         if conn.dialect.name == "postgresql":
             stmt = sql.LOCK_RUN_POSTGRES_SKIP if skip_locked else sql.LOCK_RUN_POSTGRES
-            return conn.execute(stmt, {"run_id": run_id}).first()
+            return first_row(conn, stmt, {"run_id": run_id})
         return conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
 
     def read_run(self, conn: Connection, run_id: str) -> Any:
@@ -169,15 +174,19 @@ class RunStore:
 
     def write_step(self, conn: Connection, run_id: str, state: StateData, commands: list[Command],
                    started_at: datetime | None = None, outbox: dict[str, Any] | None = None,
-                   forget: list[int] | None = None) -> tuple[list[LifecycleEvent], int | None]:
+                   forget: list[int] | None = None, hosts: list[tuple[int, int, str]] | None = None
+                   ) -> tuple[list[LifecycleEvent], int | None]:
         """Persist one conductor step (steps.py): execution and item rows, changed variables,
         timers, the run row, the step's lifecycle events, its outbox row (`outbox`, whose id is
-        returned) and the deletion of outbox rows carried out earlier (`forget`). Returns the
-        lifecycle events, for publishing after commit, and the outbox row's id."""
+        returned), the deletion of outbox rows carried out earlier (`forget`) and the worker that
+        ran each call reported in this step (`hosts`: seq, attempt, Celery hostname; a with_items
+        task keeps the first one). Returns the lifecycle events, for publishing after commit, and
+        the outbox row's id."""
         now = started_at or utcnow()
         rows = steps.fold(run_id, state.to_dict(), commands, now, started_at, self.redact)
         rows.events = lifecycle_events(commands, started=started_at is not None)
         rows.outbox, rows.forget = outbox, list(forget or ())
+        steps.add_hosts(rows, hosts or ())
         self._write_items(conn, run_id, commands)
         return rows.events, steps.write(conn, rows, self.redact)
 
@@ -215,13 +224,6 @@ class RunStore:
         if keys is not None:
             stmt = stmt.where(TIMERS.c.key.in_(keys))
         return sorted(conn.execute(stmt.returning(TIMERS.c.key)).scalars())
-
-    def record_workers(self, conn: Connection, run_id: str, hosts: list[tuple[int, int, str]]) -> None:
-        """The worker (Celery hostname) that ran each call (seq, attempt): a with_items task keeps
-        the first one reported."""
-        for seq, attempt, worker in dict.fromkeys(hosts):  # usually one: a statement each, no pipeline
-            conn.execute(update(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.seq == seq, TASKS.c.attempt == attempt,
-                                             TASKS.c.worker.is_(None)).values(worker=worker[:255]))
 
     # Reading --------------------------------------------------------------------------------
 

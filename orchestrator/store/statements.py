@@ -22,16 +22,28 @@ CREATE_RUN = text(
     ":parent_item) ON CONFLICT (id) DO NOTHING RETURNING id"
 ).bindparams(bindparam("params", type_=JSONType), bindparam("finished_at", type_=DateTime(timezone=True)))
 
+# The same on PostgreSQL as driver SQL (database.first_row: a start's BEGIN goes with it).
+CREATE_RUN_POSTGRES = (
+    "INSERT INTO workflow_runs (id, workflow, definition_id, status, params, error, created_at, updated_at, "
+    "finished_at, parent_run_id, parent_seq, parent_attempt, parent_item) VALUES (%(id)s, %(workflow)s, "
+    "%(definition_id)s, %(status)s, %(params)s, %(error)s, %(now)s, %(now)s, %(finished_at)s::timestamptz, "
+    "%(parent_run_id)s, %(parent_seq)s, %(parent_attempt)s, %(parent_item)s) ON CONFLICT (id) DO NOTHING RETURNING id")
+
 END_ATTEMPT = text(
-    "UPDATE task_executions SET status = :status, result = :result, error = :error, finished_at = :now "
-    "WHERE run_id = :run_id AND seq = :seq AND attempt = :attempt"
+    "UPDATE task_executions SET status = :status, result = :result, error = :error, finished_at = :now, "
+    "worker = COALESCE(worker, :worker) WHERE run_id = :run_id AND seq = :seq AND attempt = :attempt"
 ).bindparams(bindparam("result", type_=JSONType))
+
+# The worker (Celery hostname) that ran a call whose row the step does not otherwise write.
+SET_WORKER = text(
+    "UPDATE task_executions SET worker = :worker "
+    "WHERE run_id = :run_id AND seq = :seq AND attempt = :attempt AND worker IS NULL")
 
 # An attempt may start and end in the same step (its input could not be rendered or stored):
 # the row is written with its outcome.
 START_ATTEMPT = text(
-    "INSERT INTO task_executions (run_id, seq, attempt, task, status, items, result, error, started_at, finished_at) "
-    "VALUES (:run_id, :seq, :attempt, :task, :status, :items, :result, :error, :now, :finished_at)"
+    "INSERT INTO task_executions (run_id, seq, attempt, task, status, items, result, error, started_at, finished_at, "
+    "worker) VALUES (:run_id, :seq, :attempt, :task, :status, :items, :result, :error, :now, :finished_at, :worker)"
 ).bindparams(bindparam("result", type_=JSONType), bindparam("finished_at", type_=DateTime(timezone=True)))
 
 SET_TIMER = text(
@@ -56,14 +68,17 @@ ADD_OUTBOX = text(
 ).bindparams(bindparam("payload", type_=JSONType))
 
 REMOVE_OUTBOX = text("DELETE FROM outbox WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+REMOVE_RUN_OUTBOX = text("DELETE FROM outbox WHERE id IN :ids AND run_id = :run_id").bindparams(
+    bindparam("ids", expanding=True))
 
 # The run row and its variables in one round trip, the row locked (PostgreSQL only: SQLite
 # transactions are serialised by the process).
 READ_RUN_POSTGRES = text(
     "SELECT r.*, (SELECT jsonb_object_agg(v.name, v.value) FROM workflow_variables v WHERE v.run_id = r.id) "
     "AS variables FROM workflow_runs r WHERE r.id = :run_id")
-LOCK_RUN_POSTGRES = text(READ_RUN_POSTGRES.text + " FOR UPDATE OF r")
-LOCK_RUN_POSTGRES_SKIP = text(LOCK_RUN_POSTGRES.text + " SKIP LOCKED")
+# Sent as driver SQL (database.first_row: with a step's BEGIN in one round trip).
+LOCK_RUN_POSTGRES = READ_RUN_POSTGRES.text.replace(":run_id", "%(run_id)s") + " FOR UPDATE OF r"
+LOCK_RUN_POSTGRES_SKIP = LOCK_RUN_POSTGRES + " SKIP LOCKED"
 
 _JSON_COLUMNS = frozenset({"state", "output", "params"})
 _TIME_COLUMNS = frozenset({"updated_at", "started_at", "finished_at"})

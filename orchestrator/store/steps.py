@@ -2,9 +2,10 @@
 
 The step's commands are first folded into the rows they leave (`StepRows`: an attempt started
 and ended in the same step is one row, a timer set then cancelled is one delete), then written.
-On PostgreSQL everything goes as one statement of data-modifying CTEs: a supervisor step is then
-three round trips (lock, write, commit) however many rows it touches, where a statement per kind
-of row cost ten (docs/performance.md). SQLite, used by the embedded runtime, gets a statement per
+On PostgreSQL everything goes as one statement of data-modifying CTEs, sent with the COMMIT
+(database.last_row): a supervisor step is then two round trips (BEGIN with the lock, the write with
+the COMMIT) however many rows it touches, where a statement per kind of row cost ten
+(docs/performance.md). SQLite, used by the embedded runtime, gets a statement per
 kind of row. The CTEs of one statement share a snapshot and must not touch a row twice, which
 the folding guarantees.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection
@@ -23,6 +24,7 @@ from ..engine.commands import (CancelTimer, Command, ExecutionEnded, ExecutionSt
 from ..lifecycle import LifecycleEvent
 from ..secrets import Redactor
 from . import statements as sql
+from .database import last_row
 
 RUN_FINISHED = "orchestrator_run_finished"  # PostgreSQL NOTIFY channel: the payload is the run id
 
@@ -40,7 +42,8 @@ class StepRows:
     events: list[LifecycleEvent] = field(default_factory=list)
     finished: bool = False
     outbox: dict[str, Any] | None = None    # the step's effects to carry out (supervisor._record)
-    forget: list[int] = field(default_factory=list)  # outbox rows carried out earlier
+    forget: list[int] = field(default_factory=list)  # the run's outbox rows carried out earlier
+    hosted: dict[tuple[int, int], str] = field(default_factory=dict)  # workers of calls whose rows stay as they are
 
 
 def fold(run_id: str, state_data: dict[str, Any], commands: list[Command], now: datetime,
@@ -53,14 +56,14 @@ def fold(run_id: str, state_data: dict[str, Any], commands: list[Command], now: 
         if isinstance(command, ExecutionStarted):
             rows.started[(command.seq, command.attempt)] = dict(
                 seq=command.seq, attempt=command.attempt, task=command.task, status="running", items=command.items,
-                result=None, error=None, finished_at=None)
+                result=None, error=None, finished_at=None, worker=None)
         elif isinstance(command, ExecutionEnded):
             key = (command.seq, command.attempt)
             outcome = dict(status=command.status, result=redact.data(command.result), error=redact.text(command.error))
             if key in rows.started:
                 rows.started[key].update(outcome, finished_at=now)
             else:
-                rows.ended[key] = dict(seq=command.seq, attempt=command.attempt, **outcome)
+                rows.ended[key] = dict(seq=command.seq, attempt=command.attempt, worker=None, **outcome)
         elif isinstance(command, VariablesSet):
             rows.variables.update(command.values)
         elif isinstance(command, SetTimer):
@@ -80,6 +83,19 @@ def fold(run_id: str, state_data: dict[str, Any], commands: list[Command], now: 
     return rows
 
 
+def add_hosts(rows: StepRows, hosts: Iterable[tuple[int, int, str]]) -> None:
+    """The worker that ran each call goes with the write of its row when the step writes it (a row
+    is touched once per statement), else as an update of its own (`hosted`); the first reported
+    host of a call is kept."""
+    for seq, attempt, worker in hosts:
+        key, worker = (seq, attempt), worker[:255]
+        row = rows.started.get(key) or rows.ended.get(key)
+        if row is not None:
+            row["worker"] = row["worker"] or worker
+        else:
+            rows.hosted.setdefault(key, worker)
+
+
 def write(conn: Connection, rows: StepRows, redact: Redactor) -> int | None:
     """Write the folded rows; the id of the step's outbox row, if it has one."""
     if conn.dialect.name == "postgresql":
@@ -95,11 +111,13 @@ def event_rows(events: list[LifecycleEvent], redact: Redactor) -> list[dict[str,
 def _write_generic(conn: Connection, rows: StepRows, redact: Redactor) -> int | None:
     run_id, now = rows.run_id, rows.now
     if rows.forget:
-        conn.execute(sql.REMOVE_OUTBOX, {"ids": rows.forget})
+        conn.execute(sql.REMOVE_RUN_OUTBOX, {"ids": rows.forget, "run_id": run_id})
     if rows.started:
         conn.execute(sql.START_ATTEMPT, [dict(row, run_id=run_id, now=now) for row in rows.started.values()])
     for row in rows.ended.values():
         conn.execute(sql.END_ATTEMPT, dict(row, run_id=run_id, now=now))
+    for (seq, attempt), worker in rows.hosted.items():
+        conn.execute(sql.SET_WORKER, dict(run_id=run_id, seq=seq, attempt=attempt, worker=worker))
     if rows.variables:
         conn.execute(sql.UPSERT_VARIABLE, [dict(run_id=run_id, name=name, value=value)
                                            for name, value in rows.variables.items()])
@@ -137,23 +155,33 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
         params.update(s_seq=[r["seq"] for r in started], s_attempt=[r["attempt"] for r in started],
                       s_task=[r["task"] for r in started], s_status=[r["status"] for r in started],
                       s_items=[r["items"] for r in started], s_result=[_json(r["result"]) for r in started],
-                      s_error=[r["error"] for r in started], s_finished=[r["finished_at"] for r in started])
+                      s_error=[r["error"] for r in started], s_finished=[r["finished_at"] for r in started],
+                      s_worker=[r["worker"] for r in started])
         ctes.append(
             "started AS (INSERT INTO task_executions (run_id, seq, attempt, task, status, items, result, error, "
-            "started_at, finished_at) SELECT %(run_id)s, u.seq, u.attempt, u.task, u.status, u.items, u.result, "
-            "u.error, %(now)s, u.finished FROM unnest(%(s_seq)s::int[], %(s_attempt)s::int[], %(s_task)s::text[], "
-            "%(s_status)s::text[], %(s_items)s::int[], %(s_result)s::jsonb[], %(s_error)s::text[], "
-            "%(s_finished)s::timestamptz[]) AS u(seq, attempt, task, status, items, result, error, finished))")
+            "started_at, finished_at, worker) SELECT %(run_id)s, u.seq, u.attempt, u.task, u.status, u.items, "
+            "u.result, u.error, %(now)s, u.finished, u.worker FROM unnest(%(s_seq)s::int[], %(s_attempt)s::int[], "
+            "%(s_task)s::text[], %(s_status)s::text[], %(s_items)s::int[], %(s_result)s::jsonb[], %(s_error)s::text[], "
+            "%(s_finished)s::timestamptz[], %(s_worker)s::text[]) "
+            "AS u(seq, attempt, task, status, items, result, error, finished, worker))")
     if rows.ended:
         ended = list(rows.ended.values())
         params.update(e_seq=[r["seq"] for r in ended], e_attempt=[r["attempt"] for r in ended],
                       e_status=[r["status"] for r in ended], e_result=[_json(r["result"]) for r in ended],
-                      e_error=[r["error"] for r in ended])
+                      e_error=[r["error"] for r in ended], e_worker=[r["worker"] for r in ended])
         ctes.append(
             "ended AS (UPDATE task_executions t SET status = u.status, result = u.result, error = u.error, "
-            "finished_at = %(now)s FROM unnest(%(e_seq)s::int[], %(e_attempt)s::int[], %(e_status)s::text[], "
-            "%(e_result)s::jsonb[], %(e_error)s::text[]) AS u(seq, attempt, status, result, error) "
+            "finished_at = %(now)s, worker = COALESCE(t.worker, u.worker) FROM unnest(%(e_seq)s::int[], "
+            "%(e_attempt)s::int[], %(e_status)s::text[], %(e_result)s::jsonb[], %(e_error)s::text[], "
+            "%(e_worker)s::text[]) AS u(seq, attempt, status, result, error, worker) "
             "WHERE t.run_id = %(run_id)s AND t.seq = u.seq AND t.attempt = u.attempt)")
+    if rows.hosted:
+        params.update(h_seq=[seq for seq, _ in rows.hosted], h_attempt=[attempt for _, attempt in rows.hosted],
+                      h_worker=list(rows.hosted.values()))
+        ctes.append(
+            "hosted AS (UPDATE task_executions t SET worker = u.worker FROM unnest(%(h_seq)s::int[], "
+            "%(h_attempt)s::int[], %(h_worker)s::text[]) AS u(seq, attempt, worker) "
+            "WHERE t.run_id = %(run_id)s AND t.seq = u.seq AND t.attempt = u.attempt AND t.worker IS NULL)")
     if rows.variables:
         params.update(v_name=list(rows.variables), v_value=[Jsonb(v) for v in rows.variables.values()])
         ctes.append(
@@ -185,7 +213,8 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
             "WITH ORDINALITY AS u(kind, task, seq, attempt, message, n) ORDER BY u.n)")
     if rows.forget:
         params["o_forget"] = rows.forget
-        ctes.append("forgotten AS (DELETE FROM outbox WHERE id = ANY(%(o_forget)s::bigint[]))")
+        ctes.append("forgotten AS (DELETE FROM outbox WHERE id = ANY(%(o_forget)s::bigint[]) "
+                    "AND run_id = %(run_id)s)")  # never another run's rows: a step stays inside its run
     assignments = []
     for name, value in rows.run.items():
         params[f"r_{name}"] = _json(value) if _RUN_COLUMNS[name] == "jsonb" else value
@@ -200,4 +229,4 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
         params["channel"] = RUN_FINISHED
         select.append("pg_notify(%(channel)s, %(run_id)s)")
     statement = "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(select)
-    return conn.exec_driver_sql(statement, params).scalar()
+    return last_row(conn, statement, params)[0]  # in a Database.step(), with its COMMIT
