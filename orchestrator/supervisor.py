@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from . import guard
 from .canvas import Canvas
@@ -36,21 +35,13 @@ from .core.refusals import check_operation, nothing_changed
 from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
 from .registry import WorkflowNotFound, load_stored
 from .secrets import Redactor
+from .pending import PendingIds
 from .store import Database, RunStore
+from .store.database import transient
 from .store import liveness
 from .store.runs import TERMINAL, StoredItems, iso, utcnow
 
 log = logging.getLogger("orchestrator.supervisor")
-
-# Database errors worth retrying: the server or the connection went away, a lock or statement
-# timed out, a deadlock or serialization failure. Anything else (a value refused, a constraint,
-# a statement that cannot run) fails the same way every time: it is not retried.
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
-
-
-def transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_DB_ERRORS) or bool(getattr(exc, "connection_invalidated", False))
-
 
 @dataclass
 class _Outcome:
@@ -64,48 +55,6 @@ class _Outcome:
     resent: bool = False  # its calls were sent before and lost (or may have been): workers check them
 
 
-class _PendingIds:
-    """Outbox ids waiting to be deleted, by run (None: not known), flushed by a daemon thread if
-    no step of their run takes them first."""
-
-    def __init__(self, flush: Callable[[], None], interval: float):
-        self._ids: list[tuple[str | None, int]] = []
-        self._lock = threading.Lock()
-        self._flush = flush
-        self._interval = interval
-        self._thread: threading.Thread | None = None
-
-    def add(self, item: tuple[str | None, int]) -> None:
-        with self._lock:
-            self._ids.append(item)
-            if self._thread is None or not self._thread.is_alive():  # also after a fork
-                self._thread = threading.Thread(target=self._run, name="orchestrator-outbox", daemon=True)
-                self._thread.start()
-
-    def extend(self, run_id: str | None, ids: list[int]) -> None:
-        for item in ids:
-            self.add((run_id, item))
-
-    def take(self, run_id: str | None = None) -> list[int]:
-        """The ids of `run_id`'s rows (of every run when None); the others stay."""
-        with self._lock:
-            if run_id is None:
-                taken, self._ids = self._ids, []
-            else:
-                taken = [item for item in self._ids if item[0] == run_id]
-                if taken:
-                    self._ids = [item for item in self._ids if item[0] != run_id]
-        return [outbox_id for _, outbox_id in taken]
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._interval)
-            try:
-                self._flush()
-            except Exception as exc:  # the reconciler carries out the rows again if this keeps failing
-                log.warning("could not clear carried-out outbox rows: %s", exc)
-
-
 class Supervisor:
     def __init__(self, db: Database, canvas: Canvas, settings: Settings,
                  find_workflow: Callable[[str], AnyWorkflow | None] | None = None,
@@ -117,7 +66,7 @@ class Supervisor:
         self.store = RunStore(Redactor(settings.config))
         self.find_workflow = find_workflow or (lambda name: None)
         self._workflow_by_definition = lru_cache(maxsize=256)(self._load_definition)
-        self._carried_out = _PendingIds(self.flush_carried_out, interval=min(2.0, settings.outbox_grace / 5))
+        self._carried_out = PendingIds(self.flush_carried_out, interval=min(2.0, settings.outbox_grace / 5))
         # True in worker processes, which live long enough for carried-out outbox rows to be
         # deleted lazily; elsewhere (the CLI, a script) a row no call message carries is deleted
         # before returning.

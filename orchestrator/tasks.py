@@ -24,7 +24,7 @@ log = logging.getLogger("orchestrator.tasks")
 # Supervisor work that meets a database error worth retrying (a restart, a lost connection, a
 # lock timeout) is retried with backoff rather than dropped: the message is published again and
 # this one acknowledged. Errors retrying cannot fix are handled by the supervisor step itself
-# (supervisor.TRANSIENT_DB_ERRORS): they are never retried.
+# (store.database.TRANSIENT_DB_ERRORS): they are never retried.
 DURABLE = dict(acks_late=True, autoretry_for=(OperationalError, InterfaceError), retry_backoff=0.5,
                retry_backoff_max=30, retry_jitter=True, max_retries=None)
 

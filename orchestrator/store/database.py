@@ -12,13 +12,24 @@ from typing import Any, Callable, Iterator
 import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, create_engine, event, inspect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
 # The Alembic environment lives in the top-level `migrations/` folder, installed beside this
 # package (pyproject.toml ships both). Found by its place, not imported: migrations/env.py imports
 # the models from here, and an import from the store up to it would run back up the layers.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+# Database errors worth retrying: the server or the connection went away, a lock or statement
+# timed out, a deadlock or serialization failure. Anything else (a value refused, a constraint,
+# a statement that cannot run) fails the same way every time: it is not retried.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_DB_ERRORS) or bool(getattr(exc, "connection_invalidated", False))
+
 
 
 class Database:
