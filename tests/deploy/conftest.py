@@ -53,11 +53,12 @@ def wait_for(condition, timeout: float = 60, what: str = "condition"):
 
 
 class BeatProcess:
-    """`orchestrator beat` as a user starts it, logging to a file."""
+    """`orchestrator beat` as a user starts it (or `celery -A APP beat` with `app`), logging to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, home: Path):
+    def __init__(self, env: dict[str, str], log: Path, home: Path, app: str | None = None):
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "beat", "-l", "info", "--logfile", str(log),
+        command = ["celery", "-A", app] if app else ["orchestrator"]
+        self.proc = subprocess.Popen([sys.executable, "-m", *command, "beat", "-l", "info", "--logfile", str(log),
                                       "--schedule", str(home / "celerybeat-schedule")],
                                      env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)

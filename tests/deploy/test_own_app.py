@@ -8,20 +8,17 @@ tests.deploy.sample beat` fires a stored schedule."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
-from tests.runtime.conftest import BROKER_URL, DATABASE_URL, ROOT, WorkerProcess, _libpq
+from tests.runtime.conftest import BROKER_URL, ROOT, WorkerProcess, drop_schema, new_schema
 from tests.runtime.test_cli import cli
 
-from .conftest import wait_for
+from .conftest import BeatProcess, wait_for
 
 pytestmark = [pytest.mark.runtime, pytest.mark.timeout(300)]  # real processes on a loaded CI machine
 
@@ -38,26 +35,6 @@ class CeleryWorker(WorkerProcess):
         if queues:
             argv += ["-Q", ",".join(queues)]
         self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-class CeleryBeat:
-    def __init__(self, env: dict[str, str], log, schedule):
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", APP, "beat", "-l", "info",
-                                      "--logfile", str(log), "--schedule", str(schedule)],
-                                     env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def _forget_app() -> None:
@@ -84,15 +61,7 @@ def sample(tmp_path_factory):
     queue, with the supervisor; the heavy queue its routes name). Its settings come from the
     app's conf: no ORCHESTRATOR_BROKER_URL or ORCHESTRATOR_DATABASE_URL anywhere."""
     tmp = tmp_path_factory.mktemp("sample")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    url = f"{DATABASE_URL}?options=-csearch_path%3D{schema}"
-    from orchestrator.store import Database
-
-    db = Database(url)
-    db.upgrade()
-    db.dispose()
+    url, schema = new_schema()
     env = {"SAMPLE_BROKER_URL": BROKER_URL, "SAMPLE_DATABASE_URL": url, "SAMPLE_QUEUE": f"{schema}.default",
            "SAMPLE_HEAVY_QUEUE": f"{schema}.heavy", "ORCHESTRATOR_SUPERVISOR_QUEUE": f"{schema}.supervisor",
            "ORCHESTRATOR_HOME": str(tmp / "home"), "ORCHESTRATOR_APP": f"{APP}.celery:app"}
@@ -120,8 +89,7 @@ def sample(tmp_path_factory):
 
             database(url).dispose()
     _forget_app()
-    with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    drop_schema(schema)
 
 
 def routed_workflow(schema: str) -> str:
@@ -203,7 +171,7 @@ def test_celery_beat_of_the_project_fires_a_schedule(sample):
     from orchestrator.scheduling import schedule_fires
 
     add_schedule("sample-every-second", "hello", every=1, params={"name": "beat"})
-    beat = CeleryBeat(sample["env"], sample["tmp"] / "beat.log", sample["tmp"] / "celerybeat-schedule")
+    beat = BeatProcess(sample["env"], sample["tmp"] / "beat.log", sample["tmp"], app=APP)
     try:
         fires = wait_for(lambda: schedule_fires("sample-every-second"), 90, "a fire")
     finally:

@@ -28,9 +28,8 @@ def _libpq(url: str) -> str:
     return f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} dbname={parsed.database}"
 
 
-@pytest.fixture
-def pg_schema():
-    """A fresh, migrated schema in the test database; dropped afterwards."""
+def new_schema() -> tuple[str, str]:
+    """A fresh, migrated schema in the test database: (its URL, its name)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
@@ -40,9 +39,20 @@ def pg_schema():
     db = Database(url)
     db.upgrade()
     db.dispose()
-    yield url, schema
+    return url, schema
+
+
+def drop_schema(schema: str) -> None:
     with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_schema():
+    """A fresh, migrated schema in the test database; dropped afterwards."""
+    url, schema = new_schema()
+    yield url, schema
+    drop_schema(schema)
 
 
 @pytest.fixture
