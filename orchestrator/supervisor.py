@@ -249,7 +249,7 @@ class Supervisor:
             self.fail_run(run_id, f"the run's state could not be stored: {_short(exc)}")
             return True
         except _Unloadable as exc:  # no retry can read it either: the run ends, saying why
-            self._carried_out.extend(forget)
+            self._carried_out.extend(run_id, forget)
             log.error("run %s: %s", run_id, exc)
             self.fail_run(run_id, str(exc))
             return True
