@@ -31,7 +31,6 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_DB_ERRORS) or bool(getattr(exc, "connection_invalidated", False))
 
 
-
 class Database:
     """A pooled engine. SQLite (embedded mode) has no row locks, so its transactions are serialised
     by a process-wide lock: the embedded runtime is a single process by design.

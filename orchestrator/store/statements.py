@@ -9,6 +9,7 @@ as it does for the models.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from sqlalchemy import DateTime, String, TextClause, bindparam, text
@@ -22,12 +23,15 @@ CREATE_RUN = text(
     ":parent_item) ON CONFLICT (id) DO NOTHING RETURNING id"
 ).bindparams(bindparam("params", type_=JSONType), bindparam("finished_at", type_=DateTime(timezone=True)))
 
-# The same on PostgreSQL as driver SQL (database.first_row: a start's BEGIN goes with it).
-CREATE_RUN_POSTGRES = (
-    "INSERT INTO workflow_runs (id, workflow, definition_id, status, params, error, created_at, updated_at, "
-    "finished_at, parent_run_id, parent_seq, parent_attempt, parent_item) VALUES (%(id)s, %(workflow)s, "
-    "%(definition_id)s, %(status)s, %(params)s, %(error)s, %(now)s, %(now)s, %(finished_at)s::timestamptz, "
-    "%(parent_run_id)s, %(parent_seq)s, %(parent_attempt)s, %(parent_item)s) ON CONFLICT (id) DO NOTHING RETURNING id")
+
+
+def driver_sql(clause: TextClause) -> str:
+    """The same statement as psycopg's own SQL text (`:name` -> `%(name)s`), for what goes to the
+    driver directly (database.first_row: with a step's or a start's BEGIN in one round trip)."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", clause.text)
+
+
+CREATE_RUN_POSTGRES = driver_sql(CREATE_RUN)
 
 END_ATTEMPT = text(
     "UPDATE task_executions SET status = :status, result = :result, error = :error, finished_at = :now, "
@@ -76,8 +80,7 @@ REMOVE_RUN_OUTBOX = text("DELETE FROM outbox WHERE id IN :ids AND run_id = :run_
 READ_RUN_POSTGRES = text(
     "SELECT r.*, (SELECT jsonb_object_agg(v.name, v.value) FROM workflow_variables v WHERE v.run_id = r.id) "
     "AS variables FROM workflow_runs r WHERE r.id = :run_id")
-# Sent as driver SQL (database.first_row: with a step's BEGIN in one round trip).
-LOCK_RUN_POSTGRES = READ_RUN_POSTGRES.text.replace(":run_id", "%(run_id)s") + " FOR UPDATE OF r"
+LOCK_RUN_POSTGRES = driver_sql(READ_RUN_POSTGRES) + " FOR UPDATE OF r"
 LOCK_RUN_POSTGRES_SKIP = LOCK_RUN_POSTGRES + " SKIP LOCKED"
 
 _JSON_COLUMNS = frozenset({"state", "output", "params"})
