@@ -1,16 +1,13 @@
-"""Servers the fault-injection suite may kill: a Redis and a PostgreSQL of its own (never the
-shared ones), RabbitMQ as the alternative broker, and worker processes."""
+"""The fault-injection suite's fixtures and deployments: its own Redis and PostgreSQL (servers.py,
+never the shared ones), RabbitMQ as the alternative broker, and worker processes."""
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -18,109 +15,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import redis as redis_lib
 
 from tests.runtime.conftest import WorkerProcess
 
+from .servers import PostgresServer, RedisServer, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql") / (sorted(os.listdir("/usr/lib/postgresql"))[-1] if Path("/usr/lib/postgresql").exists() else "15") / "bin"
 AMQP_URL = os.environ.get("ORCHESTRATOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-
-
-def free_port() -> int:
-    """A free port: from ORCHESTRATOR_TEST_PORT_RANGE ("40400-40499") when set (machines shared
-    by several test sessions), else any the system hands out."""
-    wanted = os.environ.get("ORCHESTRATOR_TEST_PORT_RANGE")
-    if wanted:
-        low, high = (int(part) for part in wanted.split("-"))
-        for port in random.sample(range(low, high + 1), high - low + 1):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready after {timeout} s")
-
-
-class RedisServer:
-    """A throw-away redis-server without persistence: a restart loses every message."""
-
-    def __init__(self, folder: Path):
-        self.port = free_port()
-        self.folder = folder
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> "RedisServer":
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.folder)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: redis_lib.Redis(port=self.port).ping(), 10, "redis")
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def restart(self, down_for: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
-
-
-class PostgresServer:
-    """A throw-away PostgreSQL cluster (initdb as the postgres user), trust auth on loopback."""
-
-    def __init__(self):
-        self.port = free_port()
-        # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
-        self.folder = Path(tempfile.mkdtemp(prefix="orchestrator-faults-pg-"))
-        shutil.chown(self.folder, "postgres", "postgres")
-        self.data = self.folder / "pgdata"
-        self._as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"])
-
-    def _as_postgres(self, args: list[str]) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> "PostgresServer":
-        self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.data / "log"),
-                           "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1", "start"])
-        wait_for(lambda: psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres").close() or True,
-                 20, "postgres")
-        return self
-
-    def stop(self) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m",
-                        "immediate", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def restart(self, down_for: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
 
 
 @pytest.fixture(scope="module")
@@ -264,18 +165,6 @@ class Deployment:
 
         with self.db.reading() as conn:
             return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
-
-
-def pool_children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out]
-
-
-def kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # Deployments with the DEFAULT settings users get (test_liveness.py) --------------------------

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from .conftest import ROOT, kill, pool_children
+from .conftest import ROOT
+from .servers import kill, pool_children
 
 pytestmark = pytest.mark.faults
 

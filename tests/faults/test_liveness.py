@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import Cluster, free_port, on_both, wait_for
+from .conftest import Cluster, on_both
+from .servers import free_port, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
