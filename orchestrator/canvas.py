@@ -34,11 +34,13 @@ class Canvas:
         self._queue_for = lru_cache(maxsize=1024)(self._route)
 
     def send(self, run_id: str, workflow: str, calls: Iterable[Dispatch], resent: bool = False,
-             outbox: int | None = None) -> None:
+             outbox: int | None = None, seen: dict[str, Any] | None = None) -> None:
         """Publish the calls. `resent`: they may have been sent before (a lost message, a
         reconciled outbox row), so the worker checks each one before running it. `outbox`: the
         id of the step's outbox row, carried in a header of the last message sent: the worker
-        that receives it deletes the row (everything else was published by then)."""
+        that receives it deletes the row (everything else was published by then). `seen`: the
+        run as the step left it (store/snapshot.py), carried by a call sent on its own, whose
+        worker then applies the call's outcome without reading the run back."""
         singles: list[Signature] = []
         fan_ins: dict[str, list[Signature]] = {}
         last: Signature | None = None
@@ -57,6 +59,8 @@ class Canvas:
         if last is not None and outbox is not None:
             last.set(headers={OUTBOX_HEADER: outbox, OUTBOX_RUN_HEADER: run_id})
         if len(singles) == 1:
+            if seen is not None and not fan_ins and not resent:
+                singles[0].args[0]["seen"] = seen  # after argsrepr: Flower and the logs do not show it
             singles[0].apply_async()
         elif singles:
             group(singles).apply_async()

@@ -34,12 +34,16 @@ class Redactor:
 
     def data(self, value: Any) -> Any:
         """Any JSON value with every secret masked (strings inside it included)."""
-        if not self.values:
-            return value
-        text = json.dumps(value)
-        if not any(secret in text or json.dumps(secret)[1:-1] in text for secret in self.values):
+        if not self.mentions(value):
             return value
         return _mask(value, self)
+
+    def mentions(self, value: Any) -> bool:
+        """Whether any secret appears in the JSON value."""
+        if not self.values:
+            return False
+        text = json.dumps(value)
+        return any(secret in text or json.dumps(secret)[1:-1] in text for secret in self.values)
 
 
 def _mask(value: Any, redactor: Redactor) -> Any:

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 from sqlalchemy.exc import DBAPIError
@@ -22,8 +23,9 @@ from . import guard
 from .canvas import Canvas
 from .config import Settings
 from .engine import storable
-from .engine.commands import (CallLost, CallPaused, Control, Dispatch, StatusChanged, Event, Responded, Rerun,
-                              Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, to_data)
+from .engine.commands import (CallLost, CallPaused, Control, Dispatch, StatusChanged, Event, ItemEnded, ItemsCreated,
+                              Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, to_data)
+from .core.items import ItemStore
 from .core.run import RunInfo
 from .events import EventPublisher
 from . import whereabouts
@@ -36,7 +38,7 @@ from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
 from .registry import WorkflowNotFound, load_stored
 from .secrets import Redactor
 from .pending import PendingIds
-from .store import Database, RunStore
+from .store import Database, RunStore, snapshot
 from .store.database import transient
 from .store import liveness
 from .store.runs import TERMINAL, StoredItems, iso, utcnow
@@ -53,6 +55,7 @@ class _Outcome:
     parent: dict[str, Any] | None = None
     events: list[LifecycleEvent] = field(default_factory=list)
     resent: bool = False  # its calls were sent before and lost (or may have been): workers check them
+    seen: dict[str, Any] | None = None  # the run as this step left it, for the one call it sends (store/snapshot.py)
 
 
 class Supervisor:
@@ -94,9 +97,16 @@ class Supervisor:
                 state, commands = conductor.start()
                 commands = storable.checked(commands, [], lambda extra: _apply_to(conductor, state, extra))
             outcome = _Outcome(run_id, workflow.name, commands, parent)
-            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, outcome.commands, started_at=now,
-                                                              outbox=self._effects(outcome))
-        self._finish(outcome, outbox_id)
+            rows, written = self.store.write_step(conn, run_id, state, outcome.commands, started_at=now,
+                                                  outbox=self._effects(outcome))
+        if _one_call(commands):
+            started = SimpleNamespace(definition_id=definition_id, status="running", params=resolved, started_at=now,
+                                      parent_run_id=(parent or {}).get("run"), parent_seq=(parent or {}).get("seq"),
+                                      parent_attempt=(parent or {}).get("attempt"),
+                                      parent_item=(parent or {}).get("item"))
+            outcome.seen = snapshot.take(started, rows, written, dict(rows.variables), self.store.redact)
+        outcome.events = rows.events
+        self._finish(outcome, written.outbox_id)
         return run_id
 
     def record_rejected(self, run_id: str, workflow: str, error: str, params: dict[str, Any] | None = None) -> None:
@@ -111,10 +121,12 @@ class Supervisor:
 
     # Events ---------------------------------------------------------------------------------
 
-    def complete(self, envelopes: Iterable[dict[str, Any]], fan_in: bool = False, skip_locked: bool = False) -> bool:
+    def complete(self, envelopes: Iterable[dict[str, Any]], fan_in: bool = False, skip_locked: bool = False,
+                 seen: Any = None) -> bool:
         """Apply action envelopes (one, or a fan-in's batch) to their runs. A fan-in's envelopes
         were also kept in `call_outcomes`; the step deletes those rows. False when a run was
-        busy and `skip_locked` left it for later."""
+        busy and `skip_locked` left it for later. `seen`: the run snapshot the call's message
+        carried (store/snapshot.py), decided from before the stored state is read."""
         by_run: dict[str, list[Event]] = defaultdict(list)
         hosts: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
         for envelope in envelopes:
@@ -129,8 +141,11 @@ class Supervisor:
         done = True
         for run_id, events in by_run.items():
             calls = [(e.seq, e.attempt, e.item) for e in events] if fan_in else None
+            known = None
+            if seen is not None and not fan_in and len(by_run) == 1 and not self.db.is_sqlite:
+                known = snapshot.read(run_id, seen)
             done = self._step(run_id, lambda conn, events=events: events, skip_locked=skip_locked,
-                              drop_outcomes=calls, hosts=hosts.get(run_id)) and done
+                              drop_outcomes=calls, hosts=hosts.get(run_id), seen=known) and done
         return done
 
     def carried_out(self, outbox_id: int, run_id: str | None = None) -> None:
@@ -228,7 +243,7 @@ class Supervisor:
     def _step(self, run_id: str, events_of: Callable[[Any], list[Event]], reopen: bool = False,
               skip_locked: bool = False,
               drop_outcomes: list[tuple[int, int, int | None]] | None = None, operation: str | None = None,
-              hosts: list[tuple[int, int, str]] | None = None) -> bool:
+              hosts: list[tuple[int, int, str]] | None = None, seen: snapshot.RunSnapshot | None = None) -> bool:
         """Lock, decide, write, commit, then carry out. Returns False only when `skip_locked`
         found the run busy. A database error that retrying cannot fix (a value PostgreSQL refuses,
         a constraint) fails the run with that error instead of failing every retry. `operation`
@@ -239,8 +254,12 @@ class Supervisor:
         # go back to the flusher unless that write commits.
         forget = self._carried_out.take(run_id)
         try:
-            outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked, drop_outcomes,
-                                                        operation, hosts)
+            outcome, outbox_id = None, None
+            if seen is not None:  # one round trip, if the run is still as the snapshot has it
+                outcome, outbox_id = self._decide_from_snapshot(seen, events_of(None), forget, hosts)
+            if outcome is None:
+                outcome, outbox_id = self._decide_and_write(run_id, events_of, reopen, forget, skip_locked,
+                                                            drop_outcomes, operation, hosts)
         except DBAPIError as exc:
             self._carried_out.extend(run_id, forget)
             if transient(exc):
@@ -302,10 +321,54 @@ class Supervisor:
             # checks them before running them.
             resent = any(isinstance(e, CallLost) or (isinstance(e, TimerFired) and e.running is False) for e in events)
             outcome = _Outcome(run_id, workflow.name, commands, parent, resent=resent)
-            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
-                                                              outbox=self._effects(outcome), forget=forget,
-                                                              hosts=hosts)
-        return outcome, outbox_id
+            rows, written = self.store.write_step(conn, run_id, state, commands, outbox=self._effects(outcome),
+                                                  forget=forget, hosts=hosts)
+        self._written(outcome, run, rows, written)
+        return outcome, written.outbox_id
+
+    def _decide_from_snapshot(self, run: snapshot.RunSnapshot, events: list[Event], forget: list[int],
+                              hosts: list[tuple[int, int, str]] | None) -> tuple[Any, int | None]:
+        """The step decided from the snapshot the call's message carried, written in one round
+        trip if the run row is still the version the snapshot names. (None, None) when it cannot
+        be: the run changed since, or deciding needs what the snapshot does not hold (rows of
+        with_items, a value that cannot be stored, a step that changes nothing); the caller then
+        steps from the stored state, which decides every such case."""
+        if run.status in TERMINAL or not events:
+            return None, None
+        try:
+            workflow = self._workflow_by_definition(run.definition_id)
+        except WorkflowInvalid:
+            return None, None  # the usual step fails the run, saying why
+        conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)), items=_NO_ROWS)
+        try:
+            with guard.step():
+                state = state_from_dict(run.state, run.variables)
+                commands = _apply_to(conductor, state, events)
+        except _NeedsRows:
+            return None, None
+        if not commands or storable.first_unstorable(commands) is not None \
+                or any(isinstance(c, (ItemsCreated, ItemEnded)) for c in commands):
+            return None, None
+        parent = None
+        if run.parent_run_id:
+            parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
+                      "item": run.parent_item}
+        outcome = _Outcome(run.id, workflow.name, commands, parent)
+        with self.db.step() as conn:  # one round trip: BEGIN, the conditional write, COMMIT
+            rows, written = self.store.write_step(conn, run.id, state, commands, outbox=self._effects(outcome),
+                                                  forget=forget, hosts=hosts, expect=run.expect)
+        if not written.applied:
+            return None, None
+        self._written(outcome, run, rows, written)
+        return outcome, written.outbox_id
+
+    def _written(self, outcome: _Outcome, run: Any, rows: Any, written: Any) -> None:
+        """What a step's committed write leaves to its outcome: the lifecycle events to publish
+        and, when it sends one call, the run's snapshot for that call's message."""
+        outcome.events = rows.events
+        if _one_call(outcome.commands):
+            variables = {**(getattr(run, "variables", None) or {}), **rows.variables}
+            outcome.seen = snapshot.take(run, rows, written, variables, self.store.redact)
 
     def _decide(self, conn: Any, run: Any, workflow: AnyWorkflow, events: list[Event]) -> tuple[Any, list[Any]] | None:
         """The conductor's state and commands for `events`, every value they would store checked
@@ -360,9 +423,9 @@ class Supervisor:
             outcome = _Outcome(run_id, run.workflow, commands, parent)
             if state is None:
                 state = state_from_dict({}, {})
-            outcome.events, outbox_id = self.store.write_step(conn, run_id, state, commands,
-                                                              outbox=self._effects(outcome))
-        self._finish(outcome, outbox_id)
+            rows, written = self.store.write_step(conn, run_id, state, commands, outbox=self._effects(outcome))
+        outcome.events = rows.events
+        self._finish(outcome, written.outbox_id)
 
     # After commit ---------------------------------------------------------------------------
 
@@ -435,7 +498,8 @@ class Supervisor:
         for call, child in children:
             self._start_child(outcome.run_id, call, child)
         if calls:
-            self.canvas.send(outcome.run_id, outcome.workflow, calls, resent=outcome.resent, outbox=outbox_id)
+            self.canvas.send(outcome.run_id, outcome.workflow, calls, resent=outcome.resent, outbox=outbox_id,
+                             seen=outcome.seen if len(calls) == 1 and not children else None)
             return outbox_id is not None
         return False
 
@@ -482,6 +546,33 @@ def _short(exc: BaseException) -> str:
 
 def _apply_to(conductor: Any, state: Any, events: list[Event]) -> list[Any]:
     return list(conductor.apply_all(state, events))
+
+
+def _one_call(commands: list[Any]) -> bool:
+    """The step sends exactly one call on its own (not into a fan-in): its message may carry the
+    run's snapshot."""
+    calls = [c for c in commands if isinstance(c, Dispatch)]
+    return len(calls) == 1 and not calls[0].barrier
+
+
+class _NeedsRows(BaseException):
+    """Deciding from a snapshot reached for stored rows (with_items values and results, Orquesta's
+    task()): the step reads the run instead. A BaseException, so that no handler of the
+    conductor's own (an expression's error, say) turns it into a decision."""
+
+
+class _NoRows(ItemStore):
+    def item(self, seq: int, index: int) -> Any:
+        raise _NeedsRows()
+
+    def results(self, seq: int) -> dict[int, Any]:
+        raise _NeedsRows()
+
+    def execution(self, seq: int) -> dict[str, Any] | None:
+        raise _NeedsRows()
+
+
+_NO_ROWS = _NoRows()
 
 
 __all__ = ["Supervisor", "ParametersInvalid", "WorkflowInvalid", "WorkflowNotFound"]

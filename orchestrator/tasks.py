@@ -49,10 +49,12 @@ def action(self, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any
     from .runtime import supervisor
 
     inline = bool(call.get("inline"))
+    seen = call.pop("seen", None)  # the run as the step that sent this call left it (store/snapshot.py)
     request = self.request
     retries = request.retries or 0
     outcome, kept = None, False
     if retries or (request.delivery_info or {}).get("redelivered") or call.get("resent"):
+        seen = None  # maybe not the first delivery: the run is read back
         outcome, kept = _again(self, call, payload, retries)
     if outcome is None:
         outcome = run_action(self.app, call, payload, settings().max_result_bytes, trace_outcome=False)
@@ -60,7 +62,7 @@ def action(self, call: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any
         outcome = {**outcome, "worker": request.hostname}  # the host that ran it (task_executions.worker)
     if inline:
         try:
-            supervisor().complete([outcome])
+            supervisor().complete([outcome], seen=seen)
         except Exception as exc:  # the supervisor task retries with backoff
             log.warning("applying %s inline failed (%s); handing it to the supervisor queue", call.get("task"), exc)
             record_outcome(self.app, outcome)  # the report may be lost now: leave it where a lease finds it

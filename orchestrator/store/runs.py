@@ -174,21 +174,26 @@ class RunStore:
 
     def write_step(self, conn: Connection, run_id: str, state: StateData, commands: list[Command],
                    started_at: datetime | None = None, outbox: dict[str, Any] | None = None,
-                   forget: list[int] | None = None, hosts: list[tuple[int, int, str]] | None = None
-                   ) -> tuple[list[LifecycleEvent], int | None]:
+                   forget: list[int] | None = None, hosts: list[tuple[int, int, str]] | None = None,
+                   expect: tuple[str, datetime] | None = None) -> tuple[steps.StepRows, steps.Written]:
         """Persist one conductor step (steps.py): execution and item rows, changed variables,
-        timers, the run row, the step's lifecycle events, its outbox row (`outbox`, whose id is
-        returned), the deletion of outbox rows carried out earlier (`forget`) and the worker that
-        ran each call reported in this step (`hosts`: seq, attempt, Celery hostname; a with_items
-        task keeps the first one). Returns the lifecycle events, for publishing after commit, and
-        the outbox row's id."""
+        timers, the run row, the step's lifecycle events, its outbox row (`outbox`), the deletion
+        of outbox rows carried out earlier (`forget`) and the worker that ran each call reported
+        in this step (`hosts`: seq, attempt, Celery hostname; a with_items task keeps the first
+        one). With `expect` (the run row's version, xmin and updated_at, a snapshot was taken
+        at) nothing is written unless the row is still that version; such a step has no item
+        rows to write. Returns the folded rows (their lifecycle events are published after
+        commit) and what the write left (the outbox row's id, the run row's new version)."""
         now = started_at or utcnow()
         rows = steps.fold(run_id, state.to_dict(), commands, now, started_at, self.redact)
         rows.events = lifecycle_events(commands, started=started_at is not None)
-        rows.outbox, rows.forget = outbox, list(forget or ())
+        rows.outbox, rows.forget, rows.expect = outbox, list(forget or ()), expect
         steps.add_hosts(rows, hosts or ())
-        self._write_items(conn, run_id, commands)
-        return rows.events, steps.write(conn, rows, self.redact)
+        if expect is None:
+            self._write_items(conn, run_id, commands)
+        elif any(isinstance(c, (ItemsCreated, ItemEnded)) for c in commands):
+            raise ValueError("a conditional write cannot carry item rows")
+        return rows, steps.write(conn, rows, self.redact)
 
     def record_events(self, conn: Connection, run_id: str, events: list[LifecycleEvent]) -> None:
         """Events outside a conductor step (a start rejected before it ran)."""

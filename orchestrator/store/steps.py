@@ -8,10 +8,16 @@ the COMMIT) however many rows it touches, where a statement per kind of row cost
 (docs/performance.md). SQLite, used by the embedded runtime, gets a statement per
 kind of row. The CTEs of one statement share a snapshot and must not touch a row twice, which
 the folding guarantees.
+
+A step decided from a run snapshot (store/snapshot.py) writes only if the run row is still the
+version it was decided from: the run's update is conditional on the row's `xmin` and
+`updated_at`, and every other CTE waits for it and writes nothing without it. The statement
+returns the row's new version either way it wrote (the next step's snapshot names it).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable
@@ -44,6 +50,19 @@ class StepRows:
     outbox: dict[str, Any] | None = None    # the step's effects to carry out (supervisor._record)
     forget: list[int] = field(default_factory=list)  # the run's outbox rows carried out earlier
     hosted: dict[tuple[int, int], str] = field(default_factory=dict)  # workers of calls whose rows stay as they are
+    expect: tuple[str, datetime] | None = None  # write only over this version of the run row (xmin, updated_at)
+    state_bytes: int = 0  # the length of the state's JSON text, once written (PostgreSQL)
+
+
+@dataclass
+class Written:
+    """What a step's write left: the id of its outbox row, the run row's new version (xmin as
+    text; None when a conditional write found another version, or on SQLite) and whether it
+    wrote at all."""
+
+    outbox_id: int | None
+    version: str | None
+    applied: bool = True
 
 
 def fold(run_id: str, state_data: dict[str, Any], commands: list[Command], now: datetime,
@@ -96,11 +115,13 @@ def add_hosts(rows: StepRows, hosts: Iterable[tuple[int, int, str]]) -> None:
             rows.hosted.setdefault(key, worker)
 
 
-def write(conn: Connection, rows: StepRows, redact: Redactor) -> int | None:
-    """Write the folded rows; the id of the step's outbox row, if it has one."""
+def write(conn: Connection, rows: StepRows, redact: Redactor) -> Written:
+    """Write the folded rows (with `rows.expect`, only over that version of the run row)."""
     if conn.dialect.name == "postgresql":
         return _write_postgres(conn, rows, redact)
-    return _write_generic(conn, rows, redact)
+    if rows.expect is not None:
+        raise ValueError("a write conditional on the run row's version needs PostgreSQL")
+    return Written(_write_generic(conn, rows, redact), None)
 
 
 def event_rows(events: list[LifecycleEvent], redact: Redactor) -> list[dict[str, Any]]:
@@ -145,11 +166,30 @@ _RUN_COLUMNS = {"state": "jsonb", "output": "jsonb", "status": "text", "error": 
                 "updated_at": "timestamptz", "started_at": "timestamptz", "finished_at": "timestamptz"}
 
 
-def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int | None:
+def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> Written:
     """One statement: each kind of row is a CTE fed by arrays (unnest), so its text depends only
-    on which kinds a step has and psycopg prepares each shape once per connection."""
+    on which kinds a step has (and whether it is conditional) and psycopg prepares each shape
+    once per connection. With `rows.expect`, `gate` makes every CTE wait for the run row's
+    conditional update and write nothing without it."""
     params: dict[str, Any] = {"run_id": rows.run_id, "now": rows.now}
+    conditional = rows.expect is not None
+    where_gate = " WHERE EXISTS (SELECT FROM run)" if conditional else ""  # INSERT ... SELECT
+    and_gate = " AND EXISTS (SELECT FROM run)" if conditional else ""      # UPDATE / DELETE
     ctes: list[str] = []
+    assignments = []
+    for name, value in rows.run.items():
+        if _RUN_COLUMNS[name] == "jsonb" and value is not None:
+            value = json.dumps(value)  # as psycopg's Jsonb would; its length sizes the next snapshot
+            if name == "state":
+                rows.state_bytes = len(value)
+        params[f"r_{name}"] = value
+        assignments.append(f"{name} = %(r_{name})s::{_RUN_COLUMNS[name]}")
+    condition = ""
+    if conditional:
+        params["seen_version"], params["seen_at"] = rows.expect
+        condition = " AND xmin::text = %(seen_version)s AND updated_at = %(seen_at)s"
+    ctes.append(f"run AS (UPDATE workflow_runs SET {', '.join(assignments)} WHERE id = %(run_id)s{condition} "
+                "RETURNING xmin::text AS version)")
     if rows.started:
         started = list(rows.started.values())
         params.update(s_seq=[r["seq"] for r in started], s_attempt=[r["attempt"] for r in started],
@@ -163,7 +203,9 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
             "u.result, u.error, %(now)s, u.finished, u.worker FROM unnest(%(s_seq)s::int[], %(s_attempt)s::int[], "
             "%(s_task)s::text[], %(s_status)s::text[], %(s_items)s::int[], %(s_result)s::jsonb[], %(s_error)s::text[], "
             "%(s_finished)s::timestamptz[], %(s_worker)s::text[]) "
-            "AS u(seq, attempt, task, status, items, result, error, finished, worker))")
+            f"AS u(seq, attempt, task, status, items, result, error, finished, worker){where_gate})")
+    # The updates name their rows' seqs (= ANY) besides the join: the index finds them whatever
+    # the planner knows of the table, where a join on run_id alone read every row of the run.
     if rows.ended:
         ended = list(rows.ended.values())
         params.update(e_seq=[r["seq"] for r in ended], e_attempt=[r["attempt"] for r in ended],
@@ -174,32 +216,35 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
             "finished_at = %(now)s, worker = COALESCE(t.worker, u.worker) FROM unnest(%(e_seq)s::int[], "
             "%(e_attempt)s::int[], %(e_status)s::text[], %(e_result)s::jsonb[], %(e_error)s::text[], "
             "%(e_worker)s::text[]) AS u(seq, attempt, status, result, error, worker) "
-            "WHERE t.run_id = %(run_id)s AND t.seq = u.seq AND t.attempt = u.attempt)")
+            "WHERE t.run_id = %(run_id)s AND t.seq = ANY(%(e_seq)s::int[]) AND t.seq = u.seq "
+            f"AND t.attempt = u.attempt{and_gate})")
     if rows.hosted:
         params.update(h_seq=[seq for seq, _ in rows.hosted], h_attempt=[attempt for _, attempt in rows.hosted],
                       h_worker=list(rows.hosted.values()))
         ctes.append(
             "hosted AS (UPDATE task_executions t SET worker = u.worker FROM unnest(%(h_seq)s::int[], "
             "%(h_attempt)s::int[], %(h_worker)s::text[]) AS u(seq, attempt, worker) "
-            "WHERE t.run_id = %(run_id)s AND t.seq = u.seq AND t.attempt = u.attempt AND t.worker IS NULL)")
+            "WHERE t.run_id = %(run_id)s AND t.seq = ANY(%(h_seq)s::int[]) AND t.seq = u.seq "
+            f"AND t.attempt = u.attempt AND t.worker IS NULL{and_gate})")
     if rows.variables:
         params.update(v_name=list(rows.variables), v_value=[Jsonb(v) for v in rows.variables.values()])
         ctes.append(
             "variables AS (INSERT INTO workflow_variables (run_id, name, value) SELECT %(run_id)s, u.name, u.value "
-            "FROM unnest(%(v_name)s::text[], %(v_value)s::jsonb[]) AS u(name, value) "
+            f"FROM unnest(%(v_name)s::text[], %(v_value)s::jsonb[]) AS u(name, value){where_gate} "
             "ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value)")
     if rows.clear_timers:
-        ctes.append("cleared AS (DELETE FROM timers WHERE run_id = %(run_id)s)")
+        ctes.append(f"cleared AS (DELETE FROM timers WHERE run_id = %(run_id)s{and_gate})")
     dropped = [key for key, due in rows.timers.items() if due is None]
     if dropped:
         params["t_drop"] = dropped
-        ctes.append("dropped AS (DELETE FROM timers WHERE run_id = %(run_id)s AND key = ANY(%(t_drop)s::text[]))")
+        ctes.append("dropped AS (DELETE FROM timers WHERE run_id = %(run_id)s AND key = ANY(%(t_drop)s::text[])"
+                    f"{and_gate})")
     due = {key: at for key, at in rows.timers.items() if at is not None}
     if due:
         params.update(t_key=list(due), t_due=list(due.values()))
         ctes.append(
             "timed AS (INSERT INTO timers (run_id, key, due_at) SELECT %(run_id)s, u.key, u.due "
-            "FROM unnest(%(t_key)s::text[], %(t_due)s::timestamptz[]) AS u(key, due) "
+            f"FROM unnest(%(t_key)s::text[], %(t_due)s::timestamptz[]) AS u(key, due){where_gate} "
             "ON CONFLICT (run_id, key) DO UPDATE SET due_at = excluded.due_at)")
     events = event_rows(rows.events, redact)
     if events:
@@ -210,23 +255,19 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> int |
             "events AS (INSERT INTO run_events (run_id, at, kind, task, seq, attempt, message) "
             "SELECT %(run_id)s, %(now)s, u.kind, u.task, u.seq, u.attempt, u.message FROM unnest(%(ev_kind)s::text[], "
             "%(ev_task)s::text[], %(ev_seq)s::int[], %(ev_attempt)s::int[], %(ev_message)s::text[]) "
-            "WITH ORDINALITY AS u(kind, task, seq, attempt, message, n) ORDER BY u.n)")
+            f"WITH ORDINALITY AS u(kind, task, seq, attempt, message, n){where_gate} ORDER BY u.n)")
     if rows.forget:
         params["o_forget"] = rows.forget
         ctes.append("forgotten AS (DELETE FROM outbox WHERE id = ANY(%(o_forget)s::bigint[]) "
-                    "AND run_id = %(run_id)s)")  # never another run's rows: a step stays inside its run
-    assignments = []
-    for name, value in rows.run.items():
-        params[f"r_{name}"] = _json(value) if _RUN_COLUMNS[name] == "jsonb" else value
-        assignments.append(f"{name} = %(r_{name})s::{_RUN_COLUMNS[name]}")
-    ctes.append(f"run AS (UPDATE workflow_runs SET {', '.join(assignments)} WHERE id = %(run_id)s)")
+                    f"AND run_id = %(run_id)s{and_gate})")  # never another run's rows: a step stays inside its run
     if rows.outbox is not None:
         params["o_payload"] = Jsonb(rows.outbox)
         ctes.append("outbox AS (INSERT INTO outbox (run_id, payload, created_at) "
-                    "VALUES (%(run_id)s, %(o_payload)s, %(now)s) RETURNING id)")
-    select = ["(SELECT id FROM outbox)" if rows.outbox is not None else "NULL::bigint"]
+                    f"SELECT %(run_id)s, %(o_payload)s::jsonb, %(now)s::timestamptz{where_gate} RETURNING id)")
+    select = ["(SELECT id FROM outbox)" if rows.outbox is not None else "NULL::bigint", "(SELECT version FROM run)"]
     if rows.finished:  # delivered at commit: wakes RunHandle.wait()
         params["channel"] = RUN_FINISHED
-        select.append("pg_notify(%(channel)s, %(run_id)s)")
+        select.append("(SELECT pg_notify(%(channel)s, %(run_id)s) FROM run)")
     statement = "WITH " + ",\n".join(ctes) + "\nSELECT " + ", ".join(select)
-    return last_row(conn, statement, params)[0]  # in a Database.step(), with its COMMIT
+    row = last_row(conn, statement, params)  # in a Database.step(), with its COMMIT
+    return Written(row[0], row[1], applied=row[1] is not None)

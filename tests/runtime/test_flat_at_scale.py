@@ -299,7 +299,7 @@ def test_a_step_deletes_carried_out_outbox_rows_past_int4(pg_schema):
         with db.transaction() as conn:
             rows = steps.StepRows("r", now, {"updated_at": now}, forget=[big, big + 1])
             rows.outbox = {"workflow": "w", "parent": None, "commands": []}
-            new_id = steps.write(conn, rows, Redactor({}))
+            new_id = steps.write(conn, rows, Redactor({})).outbox_id
         with db.reading() as conn:
             left = sorted(conn.execute(text("SELECT id FROM outbox")).scalars())
         assert left == [new_id, big + 2]

@@ -41,8 +41,8 @@ def recording_supervisor(url: str):
             super().__init__(app, conf.supervisor_queue, lease=conf.lease)
             self.calls: dict[str, list] = defaultdict(list)
 
-        def send(self, run_id, workflow, calls, resent=False, outbox=None):
-            self.calls[run_id].extend(calls)
+        def send(self, run_id, workflow, calls, resent=False, outbox=None, seen=None):
+            self.calls[run_id].extend((call, seen) for call in calls)
 
         def send_timer(self, run_id, key, seconds):
             pass
@@ -50,19 +50,33 @@ def recording_supervisor(url: str):
     return Supervisor(Database(url), Recording(), conf)
 
 
-def drive(sup, run_id: str) -> list[int]:
-    """Complete the run's calls one by one as they are sent; the round trips of each step."""
+def ended(call) -> dict:
+    """The envelope of a call that succeeded, but for its run."""
+    return {"seq": call.seq, "attempt": call.attempt, "item": call.item, "task": call.task,
+            "status": "succeeded", "result": None, "error": None}
+
+
+def drive(sup, run_id: str, snapshots: bool = True) -> list[int]:
+    """Complete the run's calls one by one as they are sent, with the snapshot each call's
+    message would carry (or without); the round trips of each step."""
     trips_per_step = []
     while sup.canvas.calls[run_id]:
-        call = sup.canvas.calls[run_id].pop(0)
+        call, seen = sup.canvas.calls[run_id].pop(0)
         with PostgresRoundTrips() as trips:
-            sup.complete([{"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item,
-                           "task": call.task, "status": "succeeded", "result": None, "error": None}])
+            sup.complete([{**ended(call), "run": run_id}], seen=seen if snapshots else None)
         trips_per_step.append(trips.count)
     return trips_per_step
 
 
-def test_a_step_is_two_round_trips_and_a_start_two(orchestrator_env):
+def assert_succeeded(sup, run_id: str, tasks: int) -> None:
+    with sup.db.reading() as conn:
+        assert conn.execute(text("SELECT status FROM workflow_runs WHERE id = :id"), {"id": run_id}).scalar() \
+            == "succeeded"
+        assert conn.execute(text("SELECT count(*) FROM task_executions WHERE run_id = :id AND status = 'succeeded'"),
+                            {"id": run_id}).scalar() == tasks
+
+
+def test_a_step_is_one_round_trip_from_a_snapshot_two_without_and_a_start_two(orchestrator_env):
     from orchestrator.registry import compile_workflow
 
     sup = recording_supervisor(orchestrator_env["ORCHESTRATOR_DATABASE_URL"])
@@ -74,12 +88,13 @@ def test_a_step_is_two_round_trips_and_a_start_two(orchestrator_env):
     with PostgresRoundTrips() as trips:
         sup.start(workflow, {}, run_id)
     assert trips.count == 2  # BEGIN + INSERT of the run; the write + COMMIT
-    assert drive(sup, run_id) == [2, 2, 2]  # BEGIN + lock; write + COMMIT (the last one notifies with its write)
-    with sup.db.reading() as conn:
-        assert conn.execute(text("SELECT status FROM workflow_runs WHERE id = :id"), {"id": run_id}).scalar() \
-            == "succeeded"
-        assert conn.execute(text("SELECT count(*) FROM task_executions WHERE run_id = :id AND status = 'succeeded'"),
-                            {"id": run_id}).scalar() == 3
+    assert all(seen is not None for _, seen in sup.canvas.calls[run_id])  # one call sent: it carries the run
+    assert drive(sup, run_id) == [1, 1, 1]  # BEGIN + the conditional write + COMMIT (the last one notifies)
+    assert_succeeded(sup, run_id, 3)
+    run_id = str(uuid.uuid4())
+    sup.start(workflow, {}, run_id)
+    assert drive(sup, run_id, snapshots=False) == [2, 2, 2]  # BEGIN + lock; write + COMMIT
+    assert_succeeded(sup, run_id, 3)
     sup.db.dispose()
 
 
@@ -131,9 +146,8 @@ def test_a_step_deletes_only_its_own_runs_carried_out_outbox_rows(orchestrator_e
     assert sorted(rows.values()) == ["a", "b"]  # each start's row, its call "sent"
     for outbox_id, run_id in rows.items():
         sup.carried_out(outbox_id, run_id)  # as the worker that receives each call does
-    call = sup.canvas.calls["a"].pop(0)
-    sup.complete([{"run": "a", "seq": call.seq, "attempt": call.attempt, "item": call.item, "task": call.task,
-                   "status": "succeeded", "result": None, "error": None}])
+    call, seen = sup.canvas.calls["a"].pop(0)
+    sup.complete([{**ended(call), "run": "a"}], seen=seen)
     left = outbox()
     assert sorted(left.values()) == ["a", "b"]  # a's start row is gone, a's step left one; b's is there
     assert [i for i, r in left.items() if r == "b"] == [i for i, r in rows.items() if r == "b"]
