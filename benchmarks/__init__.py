@@ -14,6 +14,7 @@ today) and the same canvas on the orchestrator's own worker; both ratios are pri
     python -m benchmarks flat --runs 1000000    # 10^3 vs 10^6 finished runs (not run by "all", nor these:)
     python -m benchmarks scale --workers 4      # 2,000 runs in flight on 4 workers: steps/s, PostgreSQL load
     python -m benchmarks profile_worker         # where a step's time goes in a real (solo) worker
+    python -m benchmarks worker_config          # what acks late, prefetch 1 and task events cost plain Celery
 
 Each benchmark is a module with a ``main(argv) -> int``, registered in ``BENCHMARKS``. Benchmarks
 print figures only; they assert nothing about speed. Only ratios measured in the same run are
@@ -37,4 +38,5 @@ TOOLS: dict[str, str] = {
     "flat": "benchmarks.flat",
     "scale": "benchmarks.scale",
     "profile_worker": "benchmarks.profile_worker",
+    "worker_config": "benchmarks.worker_config",
 }

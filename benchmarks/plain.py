@@ -22,10 +22,28 @@ QUEUE_ENV = "BENCH_PLAIN_QUEUE"
 app = Celery("plain", set_as_current=False)
 
 
+# What benchmarks/worker_config.py turns on, one at a time, in the worker's environment: the
+# settings the orchestrator's worker runs with (installation.py), on this plain app.
+ACKS_LATE_ENV = "BENCH_PLAIN_ACKS_LATE"   # task_acks_late (and reject_on_worker_lost)
+PREFETCH_ENV = "BENCH_PLAIN_PREFETCH"     # worker_prefetch_multiplier
+EVENTS_ENV = "BENCH_PLAIN_EVENTS"         # worker_send_task_events
+
+
 def configure(broker_url: str, queue: str) -> Celery:
     """Point the app at `broker_url` (broker and result backend) and `queue`; returns it."""
     app.conf.update(broker_url=broker_url, result_backend=broker_url, task_default_queue=queue)
     return app
+
+
+def adjust(env: dict[str, str]) -> None:
+    """Celery settings of the orchestrator's worker that `env` asks for (worker_config.py); none
+    by default."""
+    if env.get(ACKS_LATE_ENV):
+        app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True)
+    if env.get(PREFETCH_ENV):
+        app.conf.update(worker_prefetch_multiplier=int(env[PREFETCH_ENV]))
+    if env.get(EVENTS_ENV):
+        app.conf.update(worker_send_task_events=True)
 
 
 @app.task(name="plain.noop")
@@ -36,3 +54,4 @@ def noop(*_args, **_kwargs) -> None:
 
 if os.environ.get(BROKER_ENV):  # the worker process: configured by its environment
     configure(os.environ[BROKER_ENV], os.environ.get(QUEUE_ENV, "celery"))
+    adjust(dict(os.environ))

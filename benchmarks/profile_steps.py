@@ -47,7 +47,10 @@ class InlineDriver:
             calls = list(calls)
             publish(run_id, workflow, calls, **options)  # the real publish to Redis stays on the measured path
             for call in calls:
-                self.pending.append(canvas.signature(run_id, workflow, call, inline=not call.barrier))
+                signature = canvas.signature(run_id, workflow, call, inline=not call.barrier)
+                if options.get("seen") is not None and len(calls) == 1 and not call.barrier:
+                    signature.args[0]["seen"] = options["seen"]  # as canvas.send puts the run's snapshot
+                self.pending.append(signature)
 
         canvas.send = send  # this instance only, in this process
 
