@@ -42,6 +42,7 @@ class Settings:
     expression_timeout: float = 5.0
     expression_max_bytes: int = 4 << 20
     send_events: bool = False
+    task_events: bool = True    # ORCHESTRATOR_TASK_EVENTS: the workers send Celery's task events (Flower)
     broker_options: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     db_pool_size: int = 2       # idle PostgreSQL connections a process keeps
@@ -154,6 +155,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         expression_timeout=float(env.get("ORCHESTRATOR_EXPRESSION_TIMEOUT", "5")),
         expression_max_bytes=int(env.get("ORCHESTRATOR_EXPRESSION_MAX_BYTES", str(4 << 20))),
         send_events=env.get("ORCHESTRATOR_SEND_EVENTS", "0").lower() in ("1", "true", "yes", "on"),
+        task_events=env.get("ORCHESTRATOR_TASK_EVENTS", "1").lower() not in ("0", "false", "no", "off"),
         broker_options=json.loads(env.get("ORCHESTRATOR_BROKER_OPTIONS") or "{}"),
         config=_deployment_config(env),
         db_pool_size=int(env.get("ORCHESTRATOR_DB_POOL_SIZE", "2")),

@@ -33,7 +33,7 @@ def configure(app: Celery, conf: Settings) -> None:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_send_task_events=True,
+        worker_send_task_events=conf.task_events,
         task_send_sent_event=False,  # a late task-sent event would overwrite the readable name in Flower
         worker_hijack_root_logger=False,
         task_default_queue=conf.default_queue,

@@ -61,6 +61,27 @@ def test_unset_options_get_the_orchestrators(fresh):
     assert sum(isinstance(r, OrchestratorRoutes) for r in app.conf.task_routes) == 1
 
 
+def test_task_events_can_be_left_to_the_app(fresh):
+    """ORCHESTRATOR_TASK_EVENTS=0 (or the app's orchestrator_task_events) leaves Celery's task
+    events as the app has them: off by Celery's default, on where the app turns them on."""
+    assert install(make_app(orchestrator_task_events=False)).conf.worker_send_task_events is False
+    assert install(make_app(orchestrator_task_events=False, worker_send_task_events=True)
+                   ).conf.worker_send_task_events is True
+    fresh.setenv("ORCHESTRATOR_TASK_EVENTS", "0")
+    assert install(make_app()).conf.worker_send_task_events is False
+    from workers.app import configure  # the standalone worker's settings, here on an app of the test's
+
+    config.use_app_settings(None)
+    config.settings.cache_clear()
+    standalone = Celery("standalone", set_as_current=False)
+    configure(standalone, config.settings())
+    assert standalone.conf.worker_send_task_events is False
+    fresh.delenv("ORCHESTRATOR_TASK_EVENTS")
+    config.settings.cache_clear()
+    configure(standalone, config.settings())
+    assert standalone.conf.worker_send_task_events is True
+
+
 def test_settings_from_the_apps_conf_the_environment_wins(fresh):
     app = install(make_app(orchestrator_database_url="postgresql+psycopg://conf/db", orchestrator_lease=60,
                            orchestrator_actions=["proj.a", "proj.b"], task_default_queue="proj-default"))
