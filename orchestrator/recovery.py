@@ -26,7 +26,8 @@ from .redis_broker import RedisBroker
 from .runner import call_id
 from .store import liveness
 from .store.runs import TERMINAL
-from .supervisor import Supervisor, _Outcome
+from .publishing import Outcome
+from .supervisor import Supervisor
 
 log = logging.getLogger("orchestrator.recovery")
 
@@ -125,7 +126,7 @@ def _carry_out_left(sup: Supervisor, conn: Any, row: Any) -> bool:
     log.warning("carrying out effects of run %s left unpublished (outbox %s): sending again %d of its %d calls",
                 row.run_id, row.id, len(lost), len(calls))
     kept = [c for c in commands if not isinstance(c, Dispatch)] + lost
-    sup.carry_out(_Outcome(row.run_id, row.payload["workflow"], kept, row.payload.get("parent"), resent=True))
+    sup.carry_out(Outcome(row.run_id, row.payload["workflow"], kept, row.payload.get("parent"), resent=True))
     return True
 
 

@@ -1,9 +1,12 @@
 """The supervisor: applies events to a run's durable state and carries out what the conductor decides.
 
 One step is: lock the run's row, load its compact state, let the conductor decide, write what
-changed (execution rows, variables, timers, the run row), commit; only then publish. A redelivered
-or duplicated envelope matches no execution in flight, so the conductor returns nothing and the
-step writes nothing. Timers are rows deleted under the same lock when they fire, so each fires once.
+changed (execution rows, variables, timers, the run row), commit; only then publish
+(publishing.py). A step whose call carried the run's snapshot (store/snapshot.py) decides from
+it and writes only if the run row is still that version, else it is done the usual way. A
+redelivered or duplicated envelope matches no execution in flight, so the conductor returns
+nothing and the step writes nothing. Timers are rows deleted under the same lock when they fire,
+so each fires once.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import atexit
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
@@ -23,13 +25,12 @@ from . import guard
 from .canvas import Canvas
 from .config import Settings
 from .engine import storable
-from .engine.commands import (CallLost, CallPaused, Control, Dispatch, StatusChanged, Event, ItemEnded, ItemsCreated,
-                              Responded, Rerun, Revoke, RunFinished, SetTimer, TaskEnded, TimerFired, to_data)
+from .engine.commands import (CallLost, Control, Dispatch, Event, ItemEnded, ItemsCreated, Responded, Rerun, Revoke,
+                              RunFinished, TaskEnded, TimerFired)
 from .core.items import ItemStore
 from .core.run import RunInfo
 from .events import EventPublisher
 from . import whereabouts
-from .faults import crash_point
 from .whereabouts import child_run_id
 from .lifecycle import LifecycleEvent
 from .core.errors import OperationRefused, ParametersInvalid, WorkflowInvalid
@@ -38,6 +39,7 @@ from .formats import AnyWorkflow, conductor_for, resolve_params, state_from_dict
 from .registry import WorkflowNotFound, load_stored
 from .secrets import Redactor
 from .pending import PendingIds
+from .publishing import Outcome, Publishing
 from .store import Database, RunStore, snapshot
 from .store.database import transient
 from .store import liveness
@@ -45,20 +47,7 @@ from .store.runs import TERMINAL, StoredItems, iso, utcnow
 
 log = logging.getLogger("orchestrator.supervisor")
 
-@dataclass
-class _Outcome:
-    """What a committed step leaves to do outside the transaction."""
-
-    run_id: str
-    workflow: str
-    commands: list[Any]
-    parent: dict[str, Any] | None = None
-    events: list[LifecycleEvent] = field(default_factory=list)
-    resent: bool = False  # its calls were sent before and lost (or may have been): workers check them
-    seen: dict[str, Any] | None = None  # the run as this step left it, for the one call it sends (store/snapshot.py)
-
-
-class Supervisor:
+class Supervisor(Publishing):
     def __init__(self, db: Database, canvas: Canvas, settings: Settings,
                  find_workflow: Callable[[str], AnyWorkflow | None] | None = None,
                  events: EventPublisher | None = None):
@@ -96,7 +85,7 @@ class Supervisor:
             with guard.step():  # the run's expressions get one time budget per step
                 state, commands = conductor.start()
                 commands = storable.checked(commands, [], lambda extra: _apply_to(conductor, state, extra))
-            outcome = _Outcome(run_id, workflow.name, commands, parent)
+            outcome = Outcome(run_id, workflow.name, commands, parent)
             rows, written = self.store.write_step(conn, run_id, state, outcome.commands, started_at=now,
                                                   outbox=self._effects(outcome))
         if _one_call(commands):
@@ -320,7 +309,7 @@ class Supervisor:
             # Calls sent because their message was lost may still exist somewhere: their worker
             # checks them before running them.
             resent = any(isinstance(e, CallLost) or (isinstance(e, TimerFired) and e.running is False) for e in events)
-            outcome = _Outcome(run_id, workflow.name, commands, parent, resent=resent)
+            outcome = Outcome(run_id, workflow.name, commands, parent, resent=resent)
             rows, written = self.store.write_step(conn, run_id, state, commands, outbox=self._effects(outcome),
                                                   forget=forget, hosts=hosts)
         self._written(outcome, run, rows, written)
@@ -353,7 +342,7 @@ class Supervisor:
         if run.parent_run_id:
             parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
                       "item": run.parent_item}
-        outcome = _Outcome(run.id, workflow.name, commands, parent)
+        outcome = Outcome(run.id, workflow.name, commands, parent)
         with self.db.step() as conn:  # one round trip: BEGIN, the conditional write, COMMIT
             rows, written = self.store.write_step(conn, run.id, state, commands, outbox=self._effects(outcome),
                                                   forget=forget, hosts=hosts, expect=run.expect)
@@ -362,7 +351,7 @@ class Supervisor:
         self._written(outcome, run, rows, written)
         return outcome, written.outbox_id
 
-    def _written(self, outcome: _Outcome, run: Any, rows: Any, written: Any) -> None:
+    def _written(self, outcome: Outcome, run: Any, rows: Any, written: Any) -> None:
         """What a step's committed write leaves to its outcome: the lifecycle events to publish
         and, when it sends one call, the run's snapshot for that call's message."""
         outcome.events = rows.events
@@ -420,105 +409,12 @@ class Supervisor:
             if run.parent_run_id:
                 parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
                           "item": run.parent_item}
-            outcome = _Outcome(run_id, run.workflow, commands, parent)
+            outcome = Outcome(run_id, run.workflow, commands, parent)
             if state is None:
                 state = state_from_dict({}, {})
             rows, written = self.store.write_step(conn, run_id, state, commands, outbox=self._effects(outcome))
         outcome.events = rows.events
         self._finish(outcome, written.outbox_id)
-
-    # After commit ---------------------------------------------------------------------------
-
-    def _effects(self, outcome: _Outcome) -> dict[str, Any] | None:
-        """What of the step must not be lost between commit and publish: kept in the outbox, in
-        the step's transaction."""
-        effects = [c for c in outcome.commands if isinstance(c, (Dispatch, Revoke))
-                   or (isinstance(c, RunFinished) and outcome.parent)]
-        if not effects:
-            return None
-        return {"workflow": outcome.workflow, "parent": outcome.parent, "commands": [to_data(c) for c in effects]}
-
-    def _finish(self, outcome: _Outcome, outbox_id: int | None) -> None:
-        """Carry out a committed step. Its outbox row is deleted without a round trip of its own
-        where possible: by the worker that receives its last call message (batched, in that
-        worker's main process), else by this process (lazily in a worker, at once in a
-        short-lived process such as the CLI)."""
-        crash_point("after_commit")
-        carried_by_call = self.carry_out(outcome, outbox_id)
-        if outbox_id is not None and not carried_by_call:
-            if self.long_lived:
-                self._carried_out.add((outcome.run_id, outbox_id))
-            else:
-                self._forget_now([outbox_id])
-        if self.events is not None:
-            self.events.publish(outcome.run_id, outcome.workflow, outcome.events)
-
-    def _forget_now(self, ids: list[int]) -> None:
-        try:
-            with self.db.transaction() as conn:
-                self.store.remove_outbox_many(conn, ids)
-        except Exception as exc:  # the reconciler finds the row and checks its calls before resending
-            log.warning("could not clear carried-out outbox rows: %s", exc)
-
-    def flush_carried_out(self) -> None:
-        ids = self._carried_out.take()
-        if ids:
-            with self.db.transaction() as conn:
-                self.store.remove_outbox_many(conn, ids)
-
-    def _flush_quietly(self) -> None:
-        try:
-            self.flush_carried_out()
-        except Exception:  # the process is exiting; the reconciler checks rows before resending
-            pass
-
-    def carry_out(self, outcome: _Outcome, outbox_id: int | None = None) -> bool:
-        """Publish what a committed step decided. Child runs, revokes and reports go first and
-        the calls last, so that the last call message, which carries `outbox_id`, is sent only
-        once everything else was: its receiver deletes the row. True when a message carries it."""
-        calls: list[Dispatch] = []
-        children: list[tuple[Dispatch, AnyWorkflow]] = []
-        for command in outcome.commands:
-            if isinstance(command, Dispatch):
-                child = None if self.canvas.has_task(command.action) else self.find_workflow(command.action)
-                if child is None:
-                    calls.append(command)
-                else:
-                    children.append((command, child))
-            elif (isinstance(command, SetTimer) and command.seconds < self.settings.timer_fast_path
-                  and not command.key.startswith("lease:")):  # a lease is a slow safety net: the sweep fires it
-                self.canvas.send_timer(outcome.run_id, command.key, command.seconds)
-            elif isinstance(command, Revoke):
-                self.canvas.revoke(outcome.run_id, command)
-            elif isinstance(command, RunFinished) and outcome.parent:
-                self._report_to_parent(outcome, command)
-            elif isinstance(command, StatusChanged) and command.status == "paused" and outcome.parent:
-                parent = outcome.parent
-                self._step(parent["run"], lambda conn: [CallPaused(parent["seq"], parent["attempt"], parent["item"])])
-        for call, child in children:
-            self._start_child(outcome.run_id, call, child)
-        if calls:
-            self.canvas.send(outcome.run_id, outcome.workflow, calls, resent=outcome.resent, outbox=outbox_id,
-                             seen=outcome.seen if len(calls) == 1 and not children else None)
-            return outbox_id is not None
-        return False
-
-    def _start_child(self, run_id: str, call: Dispatch, child: AnyWorkflow) -> None:
-        """A task whose action names a workflow runs it as a child run; the child's output is the
-        task's result. The child's id derives from the call, so a repeated start does nothing."""
-        parent = {"run": run_id, "seq": call.seq, "attempt": call.attempt, "item": call.item}
-        try:
-            self.start(child, call.input, child_run_id(run_id, call.seq, call.attempt, call.item), parent=parent)
-        except (ParametersInvalid, WorkflowInvalid) as exc:
-            self.canvas.report({**parent, "task": call.task, "status": "failed", "result": None,
-                                "error": f"sub-workflow '{child.name}': {exc}"})
-
-    def _report_to_parent(self, outcome: _Outcome, finished: RunFinished) -> None:
-        parent = outcome.parent
-        failed = finished.status != "succeeded"
-        error = f"sub-workflow '{outcome.workflow}' ({outcome.run_id}) {finished.status}: {finished.error}"
-        self.canvas.report({**parent, "task": None, "status": "failed" if failed else "succeeded",
-                            "result": None if failed else finished.output, "error": error if failed else None})
 
     # Helpers --------------------------------------------------------------------------------
 

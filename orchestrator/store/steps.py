@@ -185,7 +185,7 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> Writt
         params[f"r_{name}"] = value
         assignments.append(f"{name} = %(r_{name})s::{_RUN_COLUMNS[name]}")
     condition = ""
-    if conditional:
+    if rows.expect is not None:
         params["seen_version"], params["seen_at"] = rows.expect
         condition = " AND xmin::text = %(seen_version)s AND updated_at = %(seen_at)s"
     ctes.append(f"run AS (UPDATE workflow_runs SET {', '.join(assignments)} WHERE id = %(run_id)s{condition} "
