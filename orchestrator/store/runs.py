@@ -44,11 +44,13 @@ def utcnow() -> datetime:
 
 
 def iso(value: datetime | None) -> str | None:
+    """In UTC whatever the database session's time zone (a step's `workflow_start` is the same
+    text whether it came from the row or from the snapshot the start took)."""
     if value is None:
         return None
     if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
         value = value.replace(tzinfo=timezone.utc)
-    return value.isoformat()
+    return value.astimezone(timezone.utc).isoformat()
 
 
 class RunStore:

@@ -232,3 +232,13 @@ def test_a_run_holding_a_secret_sends_no_snapshot(orchestrator_env, monkeypatch)
     finally:
         supervisor.db.dispose()
         settings.cache_clear()
+
+
+def test_a_runs_times_read_the_same_from_the_row_and_from_a_snapshot():
+    """A row read in a session whose time zone is not UTC gives the same `workflow_start` text as
+    the start's own clock, which the first call's snapshot carries."""
+    from orchestrator.store.runs import iso
+
+    berlin = datetime(2026, 12, 4, 20, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert iso(berlin) == iso(berlin.astimezone(timezone.utc)) == "2026-12-04T19:00:00+00:00"
+    assert iso(datetime(2026, 12, 4, 19, 0)) == "2026-12-04T19:00:00+00:00"  # SQLite's naive UTC
