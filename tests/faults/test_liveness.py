@@ -349,7 +349,11 @@ def test_start_paths_still_ran_once_after_the_outbox_grace(clusters):
         counts = cluster.effect_counts()
         assert {how: counts.get(f"{run_id}-1-1") for run_id, how in started.items()} == {
             how: 1 for how in started.values()}, cluster.broker
-        assert "left unpublished" not in "".join(w.text() for w in cluster.workers), cluster.broker
+        # Only these runs: a test in between kills a worker that may not have deleted an outbox
+        # row it received yet, which the reconciler then rightly carries out (sending nothing).
+        logs = "".join(w.text() for w in cluster.workers)
+        assert [how for run_id, how in started.items() if f"run {run_id} left unpublished" in logs] == [], \
+            cluster.broker
 
     on_both(clusters, scenario)
 
