@@ -40,9 +40,10 @@ class Redactor:
 
     def mentions(self, value: Any) -> bool:
         """Whether any secret appears in the JSON value."""
-        if not self.values:
-            return False
-        text = json.dumps(value)
+        return bool(self.values) and self.mentioned_in(json.dumps(value))
+
+    def mentioned_in(self, text: str) -> bool:
+        """Whether any secret appears in `text`, a JSON text (as itself or JSON-escaped)."""
         return any(secret in text or json.dumps(secret)[1:-1] in text for secret in self.values)
 
 

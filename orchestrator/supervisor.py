@@ -197,7 +197,7 @@ class Supervisor(Publishing):
     def _calls(self, conn: Any, run: Any) -> set[tuple[int, int, int | None]]:
         workflow = self._workflow_by_definition(run.definition_id)
         state = state_from_dict(*self.store.load_state(conn, run))
-        return set(self._conductor(conn, run, workflow).calls(state))
+        return set(self._conductor(run, workflow, StoredItems(conn, run.id)).calls(state))
 
     # Operations -----------------------------------------------------------------------------
 
@@ -302,10 +302,7 @@ class Supervisor(Publishing):
                     raise nothing_changed(operation, run_id, run.status)
                 return None, None  # stale or duplicate: nothing changes
             state, commands = commands
-            parent = None
-            if run.parent_run_id:
-                parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
-                          "item": run.parent_item}
+            parent = _parent_of(run)
             # Calls sent because their message was lost may still exist somewhere: their worker
             # checks them before running them.
             resent = any(isinstance(e, CallLost) or (isinstance(e, TimerFired) and e.running is False) for e in events)
@@ -328,7 +325,7 @@ class Supervisor(Publishing):
             workflow = self._workflow_by_definition(run.definition_id)
         except WorkflowInvalid:
             return None, None  # the usual step fails the run, saying why
-        conductor = conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)), items=_NO_ROWS)
+        conductor = self._conductor(run, workflow, _NO_ROWS)
         try:
             with guard.step():
                 state = state_from_dict(run.state, run.variables)
@@ -338,11 +335,7 @@ class Supervisor(Publishing):
         if not commands or storable.first_unstorable(commands) is not None \
                 or any(isinstance(c, (ItemsCreated, ItemEnded)) for c in commands):
             return None, None
-        parent = None
-        if run.parent_run_id:
-            parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
-                      "item": run.parent_item}
-        outcome = Outcome(run.id, workflow.name, commands, parent)
+        outcome = Outcome(run.id, workflow.name, commands, _parent_of(run))
         with self.db.step() as conn:  # one round trip: BEGIN, the conditional write, COMMIT
             rows, written = self.store.write_step(conn, run.id, state, commands, outbox=self._effects(outcome),
                                                   forget=forget, hosts=hosts, expect=run.expect)
@@ -379,16 +372,16 @@ class Supervisor(Publishing):
                                     again, failing, log=lambda why: log.warning("run %s: %s", run.id, why))
         return (step["state"], commands) if commands else None
 
-    def _conductor(self, conn: Any, run: Any, workflow: AnyWorkflow) -> Any:
-        return conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)),
-                             items=StoredItems(conn, run.id))
+    def _conductor(self, run: Any, workflow: AnyWorkflow, items: ItemStore) -> Any:
+        """The run's conductor; `items`: where it reads with_items rows (the step's connection)."""
+        return conductor_for(workflow, self._run_info(run.id, run.params, iso(run.started_at)), items=items)
 
     def _apply(self, conn: Any, run: Any, workflow: AnyWorkflow, events: list[Event]) -> tuple[Any, list[Any]]:
         state = state_from_dict(*self.store.load_state(conn, run))
         return state, self._more(conn, run, workflow, state, events)
 
     def _more(self, conn: Any, run: Any, workflow: AnyWorkflow, state: Any, events: list[Event]) -> list[Any]:
-        return _apply_to(self._conductor(conn, run, workflow), state, events)
+        return _apply_to(self._conductor(run, workflow, StoredItems(conn, run.id)), state, events)
 
     def fail_run(self, run_id: str, error: str) -> None:
         """End a run as failed outside the conductor (its state could not be stored): its calls
@@ -405,11 +398,7 @@ class Supervisor(Publishing):
             commands: list[Any] = [Revoke(seq, attempt, item, terminate=True) for seq, attempt, item in sorted(
                 calls, key=lambda c: (c[0], c[1], -1 if c[2] is None else c[2]))]
             commands.append(RunFinished("failed", None, error))
-            parent = None
-            if run.parent_run_id:
-                parent = {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt,
-                          "item": run.parent_item}
-            outcome = Outcome(run_id, run.workflow, commands, parent)
+            outcome = Outcome(run_id, run.workflow, commands, _parent_of(run))
             if state is None:
                 state = state_from_dict({}, {})
             rows, written = self.store.write_step(conn, run_id, state, commands, outbox=self._effects(outcome))
@@ -442,6 +431,13 @@ def _short(exc: BaseException) -> str:
 
 def _apply_to(conductor: Any, state: Any, events: list[Event]) -> list[Any]:
     return list(conductor.apply_all(state, events))
+
+
+def _parent_of(run: Any) -> dict[str, Any] | None:
+    """The calling task of a sub-workflow run ({run, seq, attempt, item}), from its row."""
+    if not run.parent_run_id:
+        return None
+    return {"run": run.parent_run_id, "seq": run.parent_seq, "attempt": run.parent_attempt, "item": run.parent_item}
 
 
 def _one_call(commands: list[Any]) -> bool:

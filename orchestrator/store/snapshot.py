@@ -56,11 +56,10 @@ def take(run: Any, rows: StepRows, written: Written, variables: dict[str, Any],
     than LIMIT, or it holds one of the deployment's secrets (those reach the broker only in the
     inputs of the calls that use them). `run` is the run row the step read (lock_run),
     `variables` the run's variables after the step."""
-    if written.version is None or rows.finished or rows.state_bytes == 0:
+    if written.version is None or rows.finished or rows.state_json is None:
         return None
-    size = rows.state_bytes + (len(json.dumps(variables)) if variables else 0) \
-        + (len(json.dumps(run.params)) if run.params else 0)
-    if size > LIMIT or redact.mentions([rows.run["state"], variables, run.params]):
+    texts = [rows.state_json, json.dumps(variables) if variables else "", json.dumps(run.params) if run.params else ""]
+    if sum(map(len, texts)) > LIMIT or redact.mentioned_in("".join(texts)):
         return None
     started_at = rows.run.get("started_at", run.started_at)
     return {"v": written.version, "at": rows.now.isoformat(), "definition": run.definition_id,

@@ -51,7 +51,7 @@ class StepRows:
     forget: list[int] = field(default_factory=list)  # the run's outbox rows carried out earlier
     hosted: dict[tuple[int, int], str] = field(default_factory=dict)  # workers of calls whose rows stay as they are
     expect: tuple[str, datetime] | None = None  # write only over this version of the run row (xmin, updated_at)
-    state_bytes: int = 0  # the length of the state's JSON text, once written (PostgreSQL)
+    state_json: str | None = None  # the state's JSON text as written (PostgreSQL): sizes and checks the snapshot
 
 
 @dataclass
@@ -179,9 +179,9 @@ def _write_postgres(conn: Connection, rows: StepRows, redact: Redactor) -> Writt
     assignments = []
     for name, value in rows.run.items():
         if _RUN_COLUMNS[name] == "jsonb" and value is not None:
-            value = json.dumps(value)  # as psycopg's Jsonb would; its length sizes the next snapshot
+            value = json.dumps(value)  # as psycopg's Jsonb would
             if name == "state":
-                rows.state_bytes = len(value)
+                rows.state_json = value
         params[f"r_{name}"] = value
         assignments.append(f"{name} = %(r_{name})s::{_RUN_COLUMNS[name]}")
     condition = ""
