@@ -125,7 +125,7 @@ class Publishing:
             self._start_child(outcome.run_id, call, child)
         if calls:
             self.canvas.send(outcome.run_id, outcome.workflow, calls, resent=outcome.resent, outbox=outbox_id,
-                             seen=outcome.seen if len(calls) == 1 and not children else None)
+                             seen=outcome.seen)  # taken only for a step that sends one call (supervisor._one_call)
             return outbox_id is not None
         return False
 
