@@ -16,13 +16,15 @@ Everything runs in this process against both databases, one Supervisor each (sam
 Redis), alternating the two sides operation by operation, round by round:
 
 - start: ``Supervisor.start()`` of a 3-step workflow (the start transaction and the conductor);
-- step: ``Supervisor.complete()`` of one call's envelope (lock, conductor, one-statement write,
-  commit), the calls of the started runs taken one by one;
+- step: ``Supervisor.complete()`` of one call's envelope with the run snapshot its step sent, as
+  the worker that ran the call does it (the conductor, the one-statement write conditional on the
+  run row's version, commit; without a snapshot, fan-out calls: lock, read, conductor, write),
+  the calls of the started runs taken one by one;
 - list: ``RunStore.list_runs()`` of the newest 50 runs, without a status filter (the web view's
   poll) and with ``succeeded`` (the largest status);
 - metrics: one ``/metrics`` scrape (``metrics_text``);
-- tick: the housekeeping sweep a worker runs every second (``Supervisor.tick()``, whatever it
-  does on the code measured).
+- tick: one interval of housekeeping's shared database sweeps (timers, left outbox rows, left
+  fan-in outcomes), each with the claim of its slot, as the worker that wins the claim runs them.
 
 What the supervisor would publish is recorded, not sent (publishing does not depend on the
 database); each figure is a median of per-operation times. Target (issue 14): every operation
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -48,6 +49,7 @@ STEPS = 3
 TARGET = 1.2
 CHUNK = 100_000  # runs per fill statement
 OPERATIONS = ("start", "step", "list", "list succeeded", "metrics", "tick")
+SWEEPS = ("timers", "outbox", "outcomes")  # the shared database duties of housekeeping.py
 
 
 # --------------------------------------------------------------------------- databases
@@ -101,7 +103,9 @@ def filled_with(url: str) -> tuple[int, str] | None:
 
 def template_run(sup, workflow) -> str:
     """A real finished run of `workflow`, made by the engine: its rows are what the fill copies."""
-    run_id = str(uuid.uuid4())
+    from orchestrator.run_ids import new_run_id
+
+    run_id = new_run_id()
     sup.start(workflow, {}, run_id)
     drive(sup, [run_id])
     return run_id
@@ -132,7 +136,8 @@ def fill(url: str, runs: int, sup, workflow) -> None:
 
 def _fill_chunk(conn, first: int, last: int, total: int) -> None:
     """Runs first..last (numbered in creation order over the last 30 days), with their rows. Run
-    ids are uuid-shaped and random, as the engine's are, so the indexes grow as they do in use."""
+    ids are uuid-shaped and random, as the engine made them before run_ids.py (a database that
+    grew on an earlier release): the runs started now go in between them."""
     span = {"first": first, "last": last, "total": total}
     conn.execute(
         "INSERT INTO workflow_runs (id, workflow, definition_id, status, params, output, error, state, "
@@ -188,7 +193,9 @@ def recording_canvas(app, conf):
             self.calls: dict[str, list[Any]] = defaultdict(list)
 
         def send(self, run_id, workflow, calls, **options):
-            self.calls[run_id].extend(calls)
+            calls = list(calls)
+            seen = options.get("seen") if len(calls) == 1 else None  # as Canvas.send: a lone call carries it
+            self.calls[run_id].extend((call, seen) for call in calls)
 
         def send_timer(self, run_id, key, seconds):
             pass
@@ -218,23 +225,37 @@ def envelope(run_id: str, call) -> dict[str, Any]:
 def drive(sup, run_ids: Sequence[str], times: list[float] | None = None) -> None:
     """Complete the calls the runs dispatched, one by one, and those each completion dispatches,
     until none is left; each completion's time goes to `times`."""
-    pending = deque((run_id, call) for run_id in run_ids for call in sup.canvas.take(run_id))
+    pending = deque((run_id, sent) for run_id in run_ids for sent in sup.canvas.take(run_id))
     while pending:
-        run_id, call = pending.popleft()
+        run_id, (call, seen) = pending.popleft()
         began = time.perf_counter()
-        sup.complete([envelope(run_id, call)])
+        sup.complete([envelope(run_id, call)], seen=seen)  # from the snapshot, as the worker that ran it
         if times is not None:
             times.append(time.perf_counter() - began)
-        pending.extend((run_id, c) for c in sup.canvas.take(run_id))
+        pending.extend((run_id, sent) for sent in sup.canvas.take(run_id))
 
 
 def housekeeping(sup) -> Callable[[], Any]:
-    """The periodic sweep every worker runs (tasks.tick -> Supervisor.tick on the code this was
-    written against). If it moved, this is the one place to point at it."""
-    tick = getattr(sup, "tick", None)
-    if tick is None:
-        raise RuntimeError("Supervisor.tick() is gone: point benchmarks/flat.py housekeeping() at the "
-                           "sweep tasks.tick runs now")
+    """One interval of the deployment's shared database sweeps, as the worker that claims them
+    runs them (orchestrator/housekeeping.py): for each of the timers, the left outbox rows and the
+    left fan-in outcomes, the claim of its slot and the sweep. The production duties themselves,
+    each made due at every call (interval 0); the Redis-side ones (orphans, census) and the
+    heartbeat are left out: they do not read the runs."""
+    from dataclasses import replace
+
+    from orchestrator.housekeeping import Housekeeper, add_default_duties
+
+    keeper = Housekeeper(lambda: sup)
+    add_default_duties(keeper)
+    sweeps = [replace(duty, interval=0.0) for duty in keeper.duties if duty.name in SWEEPS]
+    if [duty.name for duty in sweeps] != list(SWEEPS):
+        raise RuntimeError(f"housekeeping has no {set(SWEEPS) - {d.name for d in sweeps}} duty: point "
+                           "benchmarks/flat.py SWEEPS at the shared database sweeps")
+    keeper.duties = sweeps
+
+    def tick() -> None:
+        for duty in sweeps:
+            keeper.run_duty(duty.name)
     return tick
 
 
@@ -285,11 +306,12 @@ def one_round(sup, meter: BufferMeter, workflow, per_round: int, times: dict[str
     """Every operation `per_round` times (steps: 3 per started run) on one side; appends the
     median time of each operation to `times` and the buffers it touched on average to `buffers`."""
     from orchestrator.http.metrics import metrics_text
+    from orchestrator.run_ids import new_run_id
 
     run_ids: list[str] = []
 
     def start() -> None:
-        run_id = str(uuid.uuid4())
+        run_id = new_run_id()  # as the engine names a run (run_ids.py)
         sup.start(workflow, {}, run_id)
         run_ids.append(run_id)
 

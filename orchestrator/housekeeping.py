@@ -223,11 +223,13 @@ def housekeeper() -> Housekeeper | None:
 
             _keeper = Housekeeper(supervisor)
             _keeper.quiet = settings().embedded
-            _default_duties(_keeper)
+            add_default_duties(_keeper)
         return _keeper
 
 
-def _default_duties(keeper: Housekeeper) -> None:
+def add_default_duties(keeper: Housekeeper) -> None:
+    """The duties every worker runs (benchmarks/flat.py times the shared database sweeps of one
+    interval through these same duties)."""
     from . import recovery
     from .config import settings
     from .redis_broker import RedisBroker, is_redis
