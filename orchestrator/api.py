@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from .engine.validate import Workflow
 from .engine import storable
 from .registry import (WorkflowNotFound, compile_workflow, default_name, file_in_folders, find_in_folders, is_file,
                        load_file, looks_like_yaml)
+from .run_ids import new_run_id
 from .runtime import action_exists, ensure_embedded_worker, supervisor
 from .store.runs import RUN_FINISHED, TERMINAL
 
@@ -80,7 +80,7 @@ def start_run(ref: str | Path | Workflow, params: dict[str, Any] | None = None, 
               record_rejection: bool = False) -> str:
     """Start a run and return its id. Invalid input raises (or, with `record_rejection`, leaves a
     failed run carrying the error, for callers that only hold an id)."""
-    run_id = run_id or str(uuid.uuid4())
+    run_id = run_id or new_run_id()
     check_run_id(run_id)
     try:
         check_input("params", params if params is not None else {}, settings().max_input_bytes)

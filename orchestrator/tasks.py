@@ -10,12 +10,13 @@ import os
 from functools import lru_cache
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import Ignore
 from celery.local import Proxy
 from celery.signals import task_received, task_revoked, worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from .run_ids import new_run_id
 from .runner import FAILED, TIMED_OUT, envelope, record_outcome, run_action
 from .secrets import Redactor
 
@@ -152,7 +153,15 @@ def action_lost(request: Any, exc: BaseException, traceback: Any) -> None:
     _own("orchestrator.supervise").delay(envelope(args[0], status, error=f"{type(exc).__name__}: {exc}"))
 
 
-@shared_task(name="orchestrator.start_workflow", bind=True, **DURABLE)
+class _StartsRun(Task):
+    """The start task's id becomes the run's id: a time-ordered one (run_ids.py) unless the
+    producer names one (`apply_async(task_id=...)`)."""
+
+    def apply_async(self, args=None, kwargs=None, task_id=None, *rest, **options):
+        return super().apply_async(args, kwargs, task_id or new_run_id(), *rest, **options)
+
+
+@shared_task(name="orchestrator.start_workflow", base=_StartsRun, bind=True, **DURABLE)
 def _start_workflow(self, workflow: str, params: dict[str, Any] | None = None) -> str:
     """Start a workflow by name (or YAML text) from any Celery producer; the run id is this
     task's id, so `start_workflow.delay(...).id` names the run and a redelivery starts nothing."""

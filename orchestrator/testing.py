@@ -29,7 +29,6 @@ Fixtures:
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -122,7 +121,7 @@ class TestDeployment:
         """Start a run (a workflow name, file or YAML text) and return its RunHandle."""
         from .api import RunHandle, start_run
 
-        return RunHandle(start_run(workflow, params, run_id=str(uuid.uuid4())))
+        return RunHandle(start_run(workflow, params))
 
     def run(self, workflow: str | Path, params: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
         """Start a run and wait for its summary (interfaces.md)."""

@@ -211,6 +211,7 @@ def test_start_workflow_delay_from_any_producer(worker, orchestrator_env):
     from orchestrator import RunHandle, start_workflow
 
     result = start_workflow.delay("hello", {"name": "Celery"})
+    assert uuid.UUID(result.id).version == 7  # the run id: time-ordered (run_ids.py)
     summary = RunHandle(result.id).wait(30)
     assert summary["status"] == "succeeded"
     assert summary["output"]["summary"] == "HELLO, CELERY! / hello, celery!"
@@ -218,6 +219,8 @@ def test_start_workflow_delay_from_any_producer(worker, orchestrator_env):
     summary = RunHandle(rejected.id).wait(30)
     assert summary["status"] == "failed"
     assert "parameter 'name'" in summary["error"]
+    named = start_workflow.apply_async(("hello", {"name": "Named"}), task_id="named-run-1")
+    assert named.id == "named-run-1" and RunHandle("named-run-1").wait(30)["status"] == "succeeded"
 
 
 def test_bad_input_writes_nothing(orchestrator_env):

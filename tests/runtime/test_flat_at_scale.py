@@ -305,3 +305,57 @@ def test_a_step_deletes_carried_out_outbox_rows_past_int4(pg_schema):
         assert left == [new_id, big + 2]
     finally:
         db.dispose()
+
+
+# Time-ordered run ids (run_ids.py): a new run's keys go next to the last runs' keys ------------
+
+def test_a_run_id_is_a_version_7_uuid_of_its_millisecond():
+    import uuid
+
+    from orchestrator.run_ids import time_ordered_uuid
+
+    for ms, noise in [(0, bytes(10)), (1_700_000_000_123, b"\xff" * 10), ((1 << 48) - 1, bytes(range(10)))]:
+        made = time_ordered_uuid(ms, noise)
+        assert (made.version, made.variant) == (7, uuid.RFC_4122)
+        assert made.int >> 80 == ms
+        assert uuid.UUID(str(made)) == made and len(str(made)) == 36
+    assert time_ordered_uuid(5, b"\x00" * 10) != time_ordered_uuid(5, b"\x00" * 9 + b"\x01")
+    with pytest.raises(ValueError):
+        time_ordered_uuid(5, b"short")
+
+
+def test_run_ids_made_later_sort_later_in_python_and_in_postgresql(pg_schema):
+    """Whatever their random bits, ids of successive milliseconds sort in that order, as text and
+    under the database's collation (the primary key's order); ids of one process never repeat."""
+    import random
+
+    from orchestrator.run_ids import new_run_id, time_ordered_uuid
+
+    start = 1_790_000_000_000
+    made = [str(time_ordered_uuid(start + i, (b"\xff" if i % 2 else b"\x00") * 10)) for i in range(200)]
+    assert sorted(made) == made
+    shuffled = random.Random(7).sample(made, len(made))
+    db = Database(pg_schema[0])
+    try:
+        with db.transaction() as conn:
+            for run_id in shuffled:
+                add_run(conn, run_id, "running")
+        with db.reading() as conn:
+            assert [r[0] for r in conn.execute(text("SELECT id FROM workflow_runs ORDER BY id"))] == made
+    finally:
+        db.dispose()
+    fresh = [new_run_id() for _ in range(5000)]
+    assert len(set(fresh)) == len(fresh)
+    assert [int(r.replace("-", ""), 16) >> 80 for r in fresh] == sorted(int(r.replace("-", ""), 16) >> 80
+                                                                        for r in fresh)
+
+
+def test_runs_started_without_an_id_get_a_time_ordered_one_and_a_given_id_is_kept(orchestrator_env):
+    import uuid
+
+    from orchestrator.api import start_run
+
+    first, second = start_run("hello", {"name": "a"}), start_run("hello", {"name": "b"})
+    assert uuid.UUID(first).version == 7 and uuid.UUID(second).version == 7
+    assert first < second or first[:13] == second[:13]  # later, or within the same millisecond
+    assert start_run("hello", {"name": "c"}, run_id="mine-1") == "mine-1"
