@@ -31,7 +31,7 @@ def deploy_env(orchestrator_env, monkeypatch):
 def deploy_worker(deploy_env, tmp_path):
     process = WorkerProcess(deploy_env, tmp_path / "worker.log").wait_ready()
     yield process
-    process.stop()
+    process.stop_in_background()
 
 
 def wait_status(run, wanted: str, timeout: float = 30) -> None:

@@ -41,7 +41,7 @@ def nesting_worker(orchestrator_env, tmp_path, monkeypatch):
     process = WorkerProcess({**orchestrator_env, "ORCHESTRATOR_WORKFLOWS": str(folder)},
                             tmp_path / "worker.log").wait_ready()
     yield process
-    process.stop()
+    process.stop_in_background()
 
 
 def test_sub_workflows_nested_eight_deep(nesting_worker):

@@ -88,7 +88,7 @@ def events_worker(orchestrator_env, tmp_path, monkeypatch):
     monkeypatch.setenv("ORCHESTRATOR_SEND_EVENTS", "1")
     _reset_process()
     yield process
-    process.stop()
+    process.stop_in_background()
 
 
 def test_lifecycle_events_reach_a_celery_event_receiver(events_worker, orchestrator_env):

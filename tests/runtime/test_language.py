@@ -112,7 +112,7 @@ def test_loop_hitting_the_execution_limit(orchestrator_env, tmp_path, monkeypatc
               - {name: spin, action: core.noop, next: [{do: spin}]}
         """)).wait(60)
     finally:
-        limited.stop()
+        limited.stop_in_background()
     assert summary["status"] == "failed"
     assert summary["error"] == "task execution limit of 25 reached when starting task 'spin'"
     assert len(summary["tasks"]) == 25
@@ -190,7 +190,7 @@ def test_subworkflow_output_is_the_result_and_failure_the_failure(worker, orches
             output_map: {got: "{{ workflow.got }}", each: "{{ task.each.result }}", why: "{{ workflow.why }}"}
         """)).wait(60)
     finally:
-        second.stop()
+        second.stop_in_background()
     assert summary["status"] == "succeeded", summary
     assert summary["output"]["got"] == 42
     assert summary["output"]["each"] == [{"doubled": 2}, {"doubled": 4}, {"doubled": 6}]

@@ -43,7 +43,7 @@ def lone_worker(orchestrator_env, tmp_path):
     env = {**orchestrator_env, "ORCHESTRATOR_TEST_EFFECTS": str(tmp_path / "effects.log")}
     process = WorkerProcess(env, tmp_path / "worker.log", concurrency=1).wait_ready()
     yield process
-    process.stop()
+    process.stop_in_background()
 
 
 def test_a_cancel_signal_after_the_action_ended_loses_nothing(lone_worker, pg_schema, tmp_path):

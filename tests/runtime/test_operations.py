@@ -450,6 +450,6 @@ def test_a_lost_call_is_sent_again(fmt, orchestrator_env, monkeypatch, tmp_path,
     try:
         summary = run.wait(30)
     finally:
-        worker.stop()
+        worker.stop_in_background()
     assert summary["status"] == "succeeded" and summary["output"] == {"said": "hello"}, summary
     assert [(t["name"], t["attempts"]) for t in summary["tasks"]] == [("say", 1)]  # the same attempt, sent again

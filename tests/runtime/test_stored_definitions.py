@@ -130,4 +130,4 @@ def test_a_run_whose_stored_definition_cannot_be_read_at_all_fails_saying_so(orc
         assert "Traceback" not in summary["error"]
     finally:
         gate.touch()
-        worker.stop()
+        worker.stop_in_background()
