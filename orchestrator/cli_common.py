@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-out = Console()
+out = Console(soft_wrap=True)  # lines are never folded at the width (80 when piped): scripts read them
 err = Console(stderr=True, soft_wrap=True)
 
 

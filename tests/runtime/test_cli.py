@@ -81,6 +81,8 @@ def test_embedded_run_of_retry_and_with_items(embedded_dir):
 
 
 def test_validate_reports_every_problem_with_exit_2(tmp_path):
+    tmp_path = tmp_path / ("a-folder-name-long-enough-that-each-line-is-over-80-characters-" * 2)
+    tmp_path.mkdir()  # lines piped to a script are never folded at the console's width
     good = tmp_path / "good.yaml"
     good.write_text((ROOT / "examples/hello.yaml").read_text())
     bad = tmp_path / "bad.yaml"
