@@ -40,5 +40,12 @@ while IFS= read -r name; do
 done < <(compgen -e)
 unset ORCHESTRATOR_BROKER_URL ORCHESTRATOR_DATABASE_URL
 
-echo "test: running pytest $*"
-exec .venv/bin/python -m pytest "$@"
+# Two test processes (ORCHESTRATOR_TEST_PROCESSES, 0 for one): a file's tests run together in
+# one of them, the fault-injection files one after the other (tests/conftest.py).
+processes="${ORCHESTRATOR_TEST_PROCESSES:-2}"
+parallel=()
+if [ "$processes" != "0" ]; then
+    parallel=(-n "$processes" --dist loadgroup)
+fi
+echo "test: running pytest ${parallel[*]} $*"
+exec .venv/bin/python -m pytest "${parallel[@]}" "$@"

@@ -256,4 +256,4 @@ def test_test_script_sets_up_services_and_runs_pytest():
     text = (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")
     assert "set -euo pipefail" in text
     assert "bash scripts/services.sh" in text
-    assert re.search(r'exec \.venv/bin/python -m pytest "\$@"', text)
+    assert re.search(r'exec \.venv/bin/python -m pytest ("\$\{parallel\[@\]\}" )?"\$@"', text)
