@@ -45,7 +45,7 @@ unset ORCHESTRATOR_BROKER_URL ORCHESTRATOR_DATABASE_URL
 processes="${ORCHESTRATOR_TEST_PROCESSES:-2}"
 parallel=()
 if [ "$processes" != "0" ]; then
-    parallel=(-n "$processes" --dist loadgroup)
+    parallel=(-n "$processes" --dist loadfile)
 fi
 echo "test: running pytest ${parallel[*]} $*"
 exec .venv/bin/python -m pytest "${parallel[@]}" "$@"

@@ -1,21 +1,34 @@
 """How the suite is split over parallel test processes (pytest-xdist; scripts/test.sh runs
-`-n 2 --dist loadgroup`): a file's tests stay together, so its module fixtures are made once; the
-two fault-injection files form one group, so their deployments (worker processes killed, servers
-restarted, bounds measured from the fault) never run beside each other."""
+`-n 2 --dist loadfile`): a file's tests stay together in one process, so its module fixtures are
+made once, and the fault-injection files form one unit, so their deployments (worker processes
+killed, servers restarted, bounds measured from the fault) never run beside each other.
+
+Done by a scheduler (xdist's own hook) rather than with `xdist_group` marks: `--dist loadgroup`
+stopped grouping on pytest 9.2, it distributes marked tests as if unmarked
+(pytest-dev/pytest-xdist#1386)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-SERIAL_GROUPS = {"tests/faults/": "faults"}
+SERIAL = {"tests/faults/": "faults"}  # folders whose files run one after the other in one process
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (it suffixes node ids with the group)
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        path = item.nodeid.split("::", 1)[0]
-        group = next((name for prefix, name in SERIAL_GROUPS.items() if path.startswith(prefix)),
-                     path.removeprefix("tests/").removesuffix(".py"))
-        item.add_marker(pytest.mark.xdist_group(group))
+def unit_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return next((unit for folder, unit in SERIAL.items() if path.startswith(folder)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadfile":
+        return None  # another distribution asked for: xdist's own
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndSerialFolders(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return FilesAndSerialFolders(config, log)
