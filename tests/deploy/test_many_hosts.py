@@ -55,7 +55,7 @@ def test_a_workflow_routed_to_three_hosts_runs_end_to_end(pg_schema, hosts, tmp_
             queues = [f"{schema}.host-{host}", f"{schema}.supervisor"] + ([f"{schema}.actions"] if host == "a" else [])
             workers.append(HostWorker(hosts, host, env, queues, tmp_path / f"worker-{host}.log"))
         for worker in workers:
-            worker.wait_ready(60)
+            worker.wait_ready()
         workflow = tmp_path / "three-hosts.yaml"
         workflow.write_text(textwrap.dedent(f"""
             version: "1.0"

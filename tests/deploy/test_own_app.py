@@ -78,9 +78,9 @@ def sample(tmp_path_factory):
 
         settings.cache_clear()
         try:
-            workers.append(CeleryWorker(full, tmp / "light.log", f"light.{schema}@%h").wait_ready(60))
+            workers.append(CeleryWorker(full, tmp / "light.log", f"light.{schema}@%h").wait_ready())
             workers.append(CeleryWorker(full, tmp / "heavy.log", f"heavy.{schema}@%h", [f"{schema}.heavy"])
-                           .wait_ready(60))
+                           .wait_ready())
             yield {"env": full, "schema": schema, "url": url, "tmp": tmp, "workers": workers}
         finally:
             for worker in workers:

@@ -105,7 +105,10 @@ class WorkerProcess:
         self.proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def wait_ready(self, timeout: float = 30) -> "WorkerProcess":
+    def wait_ready(self, timeout: float = 90) -> "WorkerProcess":
+        # 90 s: a worker starts in ~2 s, but the suite runs in two processes, and the other one
+        # may be in a phase that takes both cores (the fault suite's expression bombs): a worker
+        # fixture's setup took 30 s on a 2-core machine with one core kept busy.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
