@@ -15,8 +15,9 @@ database holds.
      2 bits   variant (10)
     62 bits   random
 
-Ids given by the caller (`submit(..., run_id=...)`, the HTTP API's `run_id`) are kept as given;
-a schedule's runs keep their derived ids (schedules.run_id: a due time starts one run)."""
+Ids given by the caller (`submit(..., run_id=...)`, `start_workflow.apply_async(task_id=...)`,
+`app.send_task`'s own task id) are kept as given; a schedule's runs keep their derived ids
+(schedules.run_id: a due time starts one run)."""
 
 from __future__ import annotations
 
