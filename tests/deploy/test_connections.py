@@ -19,8 +19,10 @@ pytestmark = pytest.mark.runtime
 
 
 def test_a_prefork_host_stays_within_its_connection_budget(deploy_env, tmp_path):
-    name = f"budget_{deploy_env['ORCHESTRATOR_DEFAULT_QUEUE'].split('.')[0]}"
-    url = f"{deploy_env['ORCHESTRATOR_DATABASE_URL']}&application_name={name}"
+    schema = deploy_env["ORCHESTRATOR_DEFAULT_QUEUE"].split(".")[0]
+    name = f"budget_{schema}"  # the worker's connections alone (this process's carry the schema's name)
+    url = deploy_env["ORCHESTRATOR_DATABASE_URL"].replace(f"application_name={schema}", f"application_name={name}")
+    assert name in url
     concurrency = 3
     env = dict(deploy_env, ORCHESTRATOR_DATABASE_URL=url)
     worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=concurrency).wait_ready()

@@ -30,11 +30,14 @@ def _libpq(url: str) -> str:
 
 
 def new_schema() -> tuple[str, str]:
-    """A fresh, migrated schema in the test database: (its URL, its name)."""
+    """A fresh, migrated schema in the test database: (its URL, its name). Connections made with
+    the URL carry the schema as their application_name."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    url = f"{DATABASE_URL}?options=-csearch_path%3D{schema}"
+    # application_name: what this deployment's connections show in pg_stat_activity, so a test that
+    # reads it counts its own (another test process shares the database)
+    url = f"{DATABASE_URL}?options=-csearch_path%3D{schema}&application_name={schema}"
     from orchestrator.store import Database
 
     db = Database(url)

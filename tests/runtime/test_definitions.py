@@ -17,7 +17,7 @@ SOURCE = "version: 1\ntasks: {}\n"
 
 
 def test_two_transactions_storing_one_new_definition_share_its_row(pg_schema):
-    url, _ = pg_schema
+    url, schema = pg_schema
     db = Database(url)
     try:
         first, second = RunStore(), RunStore()
@@ -36,8 +36,8 @@ def test_two_transactions_storing_one_new_definition_share_its_row(pg_schema):
             with db.engine.connect() as watch:
                 for _ in range(600):
                     waiting = watch.execute(text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() "
-                        "AND query LIKE 'INSERT INTO workflow_definitions%'")).scalar()
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = :schema "
+                        "AND query LIKE 'INSERT INTO workflow_definitions%'"), {"schema": schema}).scalar()
                     watch.commit()  # pg_stat_activity is a snapshot per transaction: take a new one
                     if waiting:
                         break

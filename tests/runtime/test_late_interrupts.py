@@ -25,9 +25,11 @@ from .conftest import DATABASE_URL, WorkerProcess, _libpq
 BOUND = 60
 
 
-def _lock_waiters(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND query ILIKE '%workflow_runs%'").fetchone()[0]
+def _lock_waiters(conn: psycopg.Connection, schema: str) -> int:
+    """This test's connections (its deployment's and its own: application_name is the schema)
+    waiting for a lock on a run row."""
+    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                        "AND wait_event_type = 'Lock' AND query ILIKE '%%workflow_runs%%'", (schema,)).fetchone()[0]
 
 
 def _until(check, what: str, timeout: float = 30) -> None:
@@ -59,7 +61,8 @@ def test_a_cancel_signal_after_the_action_ended_loses_nothing(lone_worker, pg_sc
     _until(waiting.exists, "the call to reach its gate")
 
     def locker() -> psycopg.Connection:
-        conn = psycopg.connect(_libpq(DATABASE_URL), options=f"-csearch_path={schema}")
+        conn = psycopg.connect(_libpq(DATABASE_URL), options=f"-csearch_path={schema}",
+                               application_name=schema)
         return conn
 
     watch = locker()
@@ -76,7 +79,7 @@ def test_a_cancel_signal_after_the_action_ended_loses_nothing(lone_worker, pg_sc
             canceled.append(exc)
 
     threading.Thread(target=cancel, daemon=True).start()
-    _until(lambda: _lock_waiters(watch) == 1, "the cancel to wait for the run's lock")
+    _until(lambda: _lock_waiters(watch, schema) == 1, "the cancel to wait for the run's lock")
     second_locked = threading.Event()
 
     def lock_again() -> None:
@@ -84,9 +87,9 @@ def test_a_cancel_signal_after_the_action_ended_loses_nothing(lone_worker, pg_sc
         second_locked.set()
 
     threading.Thread(target=lock_again, daemon=True).start()
-    _until(lambda: _lock_waiters(watch) == 2, "the test's second lock to queue behind it")
+    _until(lambda: _lock_waiters(watch, schema) == 2, "the test's second lock to queue behind it")
     gate.touch()
-    _until(lambda: _lock_waiters(watch) == 3, "the call's own step to queue last")
+    _until(lambda: _lock_waiters(watch, schema) == 3, "the call's own step to queue last")
     first.commit()  # the cancel commits `canceling` and revokes the call; `second` takes the lock
     _until(second_locked.is_set, "the second lock")
     _until(lambda: " (Signals.SIGUSR1)" in lone_worker.text() or " (10)" in lone_worker.text(),
@@ -101,8 +104,8 @@ def test_a_cancel_signal_after_the_action_ended_loses_nothing(lone_worker, pg_sc
     # the process that got the signal still has sound database connections: the next run works,
     # and no transaction was left holding a run's row lock
     assert submit("hello", {"name": "Ada", "times": 1}).wait(BOUND)["status"] == "succeeded"
-    stuck = watch.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                          "AND state LIKE 'idle in transaction%'").fetchone()[0]
+    stuck = watch.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                          "AND state LIKE 'idle in transaction%%'", (schema,)).fetchone()[0]
     assert stuck == 0
     log = lone_worker.text()
     assert "inline failed" not in log and "Traceback" not in log, log[-3000:]

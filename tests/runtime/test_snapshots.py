@@ -103,7 +103,7 @@ def test_a_step_waiting_on_the_run_rows_lock_sees_the_version_written_meanwhile(
     and writes nothing; the step is then done from the stored state."""
     run_id = started(sup)
     call, seen = sup.canvas.calls[run_id].pop(0)
-    schema = sup.db.engine.url.query["options"].split("search_path=")[1]
+    schema = sup.db.engine.url.query["application_name"]  # the test's schema (tests/runtime/conftest.py)
     holder = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={sup.db.engine.url.database}")
     try:
         holder.execute(f"SET search_path = {schema}")
@@ -123,8 +123,8 @@ def test_a_step_waiting_on_the_run_rows_lock_sees_the_version_written_meanwhile(
                              autocommit=True) as watcher:
             deadline = time.monotonic() + 30
             while not watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                    ("WITH run AS (UPDATE workflow_runs%",)).fetchone()[0]:
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = %s "
+                    "AND query LIKE %s", (schema, "WITH run AS (UPDATE workflow_runs%")).fetchone()[0]:
                 assert time.monotonic() < deadline, "the snapshot's write never waited for the run row"
                 time.sleep(0.02)
         holder.commit()
