@@ -40,13 +40,12 @@ while IFS= read -r name; do
 done < <(compgen -e)
 unset ORCHESTRATOR_BROKER_URL ORCHESTRATOR_DATABASE_URL
 
-# One test process by default. ORCHESTRATOR_TEST_PROCESSES=2 splits the suite over two (a file's
-# tests together, the fault-injection files one after the other: tests/conftest.py); not yet the
-# default, since a few tests still read database-wide state (pg_stat_activity) that the other
-# process's tests change.
-processes="${ORCHESTRATOR_TEST_PROCESSES:-0}"
+# Two test processes by default, one per core (a file's tests together, the fault-injection files
+# one after the other: tests/conftest.py). ORCHESTRATOR_TEST_PROCESSES=1 runs one, without xdist
+# (what `-x` or a debugger wants); any other number runs that many.
+processes="${ORCHESTRATOR_TEST_PROCESSES:-2}"
 parallel=()
-if [ "$processes" != "0" ]; then
+if [ "$processes" != "1" ] && [ "$processes" != "0" ]; then
     parallel=(-n "$processes" --dist loadfile)
 fi
 echo "test: running pytest ${parallel[*]} $*"

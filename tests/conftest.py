@@ -1,14 +1,14 @@
-"""How the suite is split over parallel test processes (pytest-xdist; with
-ORCHESTRATOR_TEST_PROCESSES=2, scripts/test.sh runs `-n 2 --dist loadfile`): a file's tests stay
+"""How the suite is split over parallel test processes (pytest-xdist; scripts/test.sh runs
+`-n 2 --dist loadfile` unless ORCHESTRATOR_TEST_PROCESSES says otherwise): a file's tests stay
 together in one process, so its module fixtures are made once, and the fault-injection files
 form one unit, so their deployments (worker processes killed, servers restarted, bounds measured
 from the fault) never run beside each other.
 
-Not the default yet: tests in one process must not see what the other one's do, and a few still
-read state of the whole test database. Scoped so far: the finished-run notifications
-(test_snapshots). Still database-wide: pg_stat_activity in test_late_interrupts (lock waiters,
-connections idle in a transaction), test_definitions and test_snapshots (lock waits); giving
-each test's connections an application_name of its schema would scope them.
+Tests in one process must not see what the other one's do. Each test has its own schema, queues
+and Redis keys; what the whole test database shares is scoped per test: the finished-run
+notifications carry run ids (test_snapshots filters on its own), and every connection of a test's
+deployment carries its schema as application_name, which the tests that read pg_stat_activity
+(lock waiters, connections idle in a transaction) filter on.
 
 Done by a scheduler (xdist's own hook) rather than with `xdist_group` marks: `--dist loadgroup`
 stopped grouping on pytest 9.2, it distributes marked tests as if unmarked
