@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .core.errors import ParametersInvalid, WorkflowInvalid
@@ -39,6 +40,12 @@ class Outcome:
     events: list[LifecycleEvent] = field(default_factory=list)
     resent: bool = False  # its calls were sent before and lost (or may have been): workers check them
     seen: dict[str, Any] | None = None  # the run as this step left it, for the one call it sends (store/snapshot.py)
+    at: datetime | None = None  # the step's time, as its run_events rows have it
+
+    def recorded(self, rows: Any) -> None:
+        """Take from the step's written rows what is published after the commit: its lifecycle
+        events and their time."""
+        self.events, self.at = rows.events, rows.now
 
 
 class Publishing:
@@ -77,7 +84,7 @@ class Publishing:
             else:
                 self._forget_now([outbox_id])
         if self.events is not None:
-            self.events.publish(outcome.run_id, outcome.workflow, outcome.events)
+            self.events.publish(outcome.run_id, outcome.workflow, outcome.events, outcome.at)
 
     def _forget_now(self, ids: list[int]) -> None:
         try:

@@ -94,7 +94,7 @@ class Supervisor(Publishing):
                                       parent_attempt=(parent or {}).get("attempt"),
                                       parent_item=(parent or {}).get("item"))
             outcome.seen = snapshot.take(started, rows, written, dict(rows.variables), self.store.redact)
-        outcome.events = rows.events
+        outcome.recorded(rows)
         self._finish(outcome, written.outbox_id)
         return run_id
 
@@ -347,7 +347,7 @@ class Supervisor(Publishing):
     def _written(self, outcome: Outcome, run: Any, rows: Any, written: Any) -> None:
         """What a step's committed write leaves to its outcome: the lifecycle events to publish
         and, when it sends one call, the run's snapshot for that call's message."""
-        outcome.events = rows.events
+        outcome.recorded(rows)
         if _one_call(outcome.commands):
             variables = {**(getattr(run, "variables", None) or {}), **rows.variables}
             outcome.seen = snapshot.take(run, rows, written, variables, self.store.redact)
@@ -402,7 +402,7 @@ class Supervisor(Publishing):
             if state is None:
                 state = state_from_dict({}, {})
             rows, written = self.store.write_step(conn, run_id, state, commands, outbox=self._effects(outcome))
-        outcome.events = rows.events
+        outcome.recorded(rows)
         self._finish(outcome, written.outbox_id)
 
     # Helpers --------------------------------------------------------------------------------

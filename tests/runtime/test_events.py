@@ -9,8 +9,12 @@ import threading
 import time
 
 import pytest
+from celery.utils.time import adjust_timestamp
+from sqlalchemy import text
 
 from orchestrator import submit
+from orchestrator.events import event_type
+from orchestrator.runtime import supervisor
 
 from .test_cli import cli
 
@@ -120,17 +124,27 @@ def test_lifecycle_events_reach_a_celery_event_receiver(events_worker, orchestra
     time.sleep(1.0)  # the receiver's queue is bound before anything is sent
     run = submit(RETRY_THEN_FAIL)
     assert run.wait(30)["status"] == "failed"
+    with supervisor().db.reading() as conn:  # the durable record, in the order the steps wrote it
+        recorded = conn.execute(text("SELECT kind, task, attempt, at FROM run_events WHERE run_id = :run "
+                                     "ORDER BY id"), {"run": run.id}).all()
     deadline = time.monotonic() + 10
-    while not any(e.get("type") == "workflow-failed" and e.get("run_id") == run.id for e in seen):
+    while len(ours := [e for e in seen if e.get("run_id") == run.id]) < len(recorded):
         assert time.monotonic() < deadline, [e.get("type") for e in seen]
         time.sleep(0.1)
     stop.set()
-    ours = [e for e in seen if e.get("run_id") == run.id]
+    # A step publishes its events after its calls, so the next step (another pool process) may
+    # publish first: a run's events are ordered by their timestamp, the step's time (a stable
+    # sort: one step's events arrive in their order, on one connection).
+    ours.sort(key=lambda e: e["timestamp"])
     assert [(e["type"], e["task"], e["attempt"]) for e in ours] == [
         ("workflow-started", None, None),
         ("workflow-task-started", "prepare", 1), ("workflow-task-succeeded", "prepare", 1),
         ("workflow-task-started", "flaky", 1), ("workflow-task-failed", "flaky", 1),
         ("workflow-task-started", "flaky", 2), ("workflow-task-failed", "flaky", 2),
         ("workflow-failed", None, None)]
+    assert [(event_type(row.kind), row.task, row.attempt) for row in recorded] == \
+        [(e["type"], e["task"], e["attempt"]) for e in ours]
+    assert [e["timestamp"] for e in ours] == pytest.approx(
+        [adjust_timestamp(row.at.timestamp(), e["utcoffset"]) for row, e in zip(recorded, ours)], abs=1e-5)
     assert all(e["workflow"] == "<string>" or e["workflow"] for e in ours)
     assert ours[-1]["hostname"].startswith("orchestrator@")
