@@ -46,6 +46,14 @@ def new_schema() -> tuple[str, str]:
     return url, schema
 
 
+def lock_waiters(conn: psycopg.Connection, schema: str, statement_like: str) -> int:
+    """How many of one test's connections (application_name is its schema: new_schema) wait for a
+    lock in a statement LIKE `statement_like`. `conn` in autocommit: each call reads a fresh
+    pg_stat_activity (it is a snapshot per transaction)."""
+    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                        "AND wait_event_type = 'Lock' AND query LIKE %s", (schema, statement_like)).fetchone()[0]
+
+
 def drop_schema(schema: str) -> None:
     with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -4,12 +4,16 @@ definition at the same moment (runs of a new workflow started side by side)."""
 from __future__ import annotations
 
 import threading
+import time
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
 from orchestrator.store.database import Database
 from orchestrator.store.runs import RunStore
+
+from .conftest import DATABASE_URL, _libpq, lock_waiters
 
 pytestmark = pytest.mark.runtime
 
@@ -33,16 +37,12 @@ def test_two_transactions_storing_one_new_definition_share_its_row(pg_schema):
             thread = threading.Thread(target=other)
             thread.start()
             # The second insert waits on the first's uncommitted row: commit only once it does.
-            with db.engine.connect() as watch:
+            with psycopg.connect(_libpq(DATABASE_URL), autocommit=True) as watch:
                 for _ in range(600):
-                    waiting = watch.execute(text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = :schema "
-                        "AND query LIKE 'INSERT INTO workflow_definitions%'"), {"schema": schema}).scalar()
-                    watch.commit()  # pg_stat_activity is a snapshot per transaction: take a new one
+                    waiting = lock_waiters(watch, schema, "INSERT INTO workflow_definitions%")
                     if waiting:
                         break
-                    watch.execute(text("SELECT pg_sleep(0.05)"))
-                    watch.commit()
+                    time.sleep(0.05)
                 assert waiting, "the second insert never waited on the first"
             a.commit()
             thread.join(30)

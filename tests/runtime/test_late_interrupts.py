@@ -20,16 +20,14 @@ import pytest
 
 from orchestrator import submit
 
-from .conftest import DATABASE_URL, WorkerProcess, _libpq
+from .conftest import DATABASE_URL, WorkerProcess, _libpq, lock_waiters
 
 BOUND = 60
 
 
 def _lock_waiters(conn: psycopg.Connection, schema: str) -> int:
-    """This test's connections (its deployment's and its own: application_name is the schema)
-    waiting for a lock on a run row."""
-    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
-                        "AND wait_event_type = 'Lock' AND query ILIKE '%%workflow_runs%%'", (schema,)).fetchone()[0]
+    """This test's connections (its deployment's and its own) waiting for a lock on a run row."""
+    return lock_waiters(conn, schema, "%workflow_runs%")
 
 
 def _until(check, what: str, timeout: float = 30) -> None:

@@ -19,6 +19,7 @@ from orchestrator.lifecycle import LifecycleEvent
 from orchestrator.secrets import Redactor
 from orchestrator.store import steps
 from orchestrator.store.snapshot import LIMIT, read
+from tests.runtime.conftest import lock_waiters
 from tests.runtime.test_round_trips import WORKFLOW, ended, recording_supervisor
 
 pytestmark = pytest.mark.runtime
@@ -122,9 +123,7 @@ def test_a_step_waiting_on_the_run_rows_lock_sees_the_version_written_meanwhile(
         with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={sup.db.engine.url.database}",
                              autocommit=True) as watcher:
             deadline = time.monotonic() + 30
-            while not watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = %s "
-                    "AND query LIKE %s", (schema, "WITH run AS (UPDATE workflow_runs%")).fetchone()[0]:
+            while not lock_waiters(watcher, schema, "WITH run AS (UPDATE workflow_runs%"):
                 assert time.monotonic() < deadline, "the snapshot's write never waited for the run row"
                 time.sleep(0.02)
         holder.commit()
