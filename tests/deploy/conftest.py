@@ -52,6 +52,34 @@ def wait_for(condition, timeout: float = 60, what: str = "condition"):
         time.sleep(0.1)
 
 
+def all_started(name: str) -> bool:
+    """Every fire of schedule `name` has its run (its start message was sent and taken)."""
+    from orchestrator.scheduling import schedule_fires
+
+    fires = schedule_fires(name)
+    return bool(fires) and all(exists(f["run_id"]) for f in fires)
+
+
+def exists(run_id: str) -> bool:
+    from orchestrator.api import RunHandle
+
+    try:
+        RunHandle(run_id).status()
+    except LookupError:
+        return False
+    return True
+
+
+def quiesce(name: str) -> None:
+    """Pause the schedule (nothing more is claimed), then wait until each claimed due time's start
+    went out and its run exists: a beat stopped between its claim and its send leaves a fire that
+    only the next beat's resend would start (five minutes later). Call it before stopping beat."""
+    from orchestrator import pause_schedule
+
+    pause_schedule(name)
+    wait_for(lambda: all_started(name), 60, f"every fire of {name} started")
+
+
 class BeatProcess:
     """`orchestrator beat` as a user starts it (or `celery -A APP beat` with `app`), logging to a file."""
 

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from orchestrator import add_schedule, pause_schedule, resume_schedule
+from orchestrator import add_schedule, resume_schedule
 from orchestrator.api import RunHandle
 from orchestrator.scheduling import schedule_fires
 from orchestrator.store.runs import utcnow
 from tests.runtime.test_cli import cli
 
-from .conftest import BeatProcess, wait_for
+from .conftest import BeatProcess, all_started, quiesce, wait_for
 
 pytestmark = [pytest.mark.runtime, pytest.mark.timeout(300)]  # real processes on a loaded CI machine
 
@@ -30,28 +30,6 @@ def assert_due_times_accounted(fires: list[dict], every: float) -> None:
     assert due == sorted(set(due))
     for before, fire in zip(due, fires[1:]):
         assert when(fire["due_at"]) - before == timedelta(seconds=every * (fire["missed"] + 1)), fires
-
-
-def all_started(name: str) -> bool:
-    """Every fire's run exists (its start message was sent and taken)."""
-    fires = schedule_fires(name)
-    return bool(fires) and all(exists(f["run_id"]) for f in fires)
-
-
-def exists(run_id: str) -> bool:
-    try:
-        RunHandle(run_id).status()
-    except LookupError:
-        return False
-    return True
-
-
-def quiesce(name: str) -> None:
-    """Pause the schedule (nothing more is claimed), then wait until each claimed due time's start
-    went out and its run exists: a beat stopped between its claim and its send leaves a fire that
-    only the next beat's resend would start (five minutes later)."""
-    pause_schedule(name)
-    wait_for(lambda: all_started(name), 60, f"every fire of {name} started")
 
 
 def test_two_beats_at_once_start_one_run_per_due_time(deploy_worker, deploy_env, tmp_path):

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from tests.runtime.conftest import BROKER_URL, ROOT, WorkerProcess, drop_schema, new_schema
 from tests.runtime.test_cli import cli
 
-from .conftest import BeatProcess, wait_for
+from .conftest import BeatProcess, quiesce, wait_for
 
 pytestmark = [pytest.mark.runtime, pytest.mark.timeout(300)]  # real processes on a loaded CI machine
 
@@ -174,14 +174,12 @@ def test_celery_beat_of_the_project_fires_a_schedule(sample):
     beat = BeatProcess(sample["env"], sample["tmp"] / "beat.log", sample["tmp"], app=APP)
     try:
         fires = wait_for(lambda: schedule_fires("sample-every-second"), 90, "a fire")
-        pause_schedule("sample-every-second")
-        # beat stays up until the run ends: a fire is claimed in the database before its start
-        # message goes out, so stopping beat as soon as the fire row shows could cut that send
-        summary = wait_for(lambda: _ended(fires[0]["run_id"]), 90, "the scheduled run")
+        quiesce("sample-every-second")  # the fire's start went out before beat stops
     finally:
         pause_schedule("sample-every-second")
         beat.stop()
     assert "schedule sample-every-second: due" in beat.text(), beat.text()  # our scheduler, set by install()
+    summary = wait_for(lambda: _ended(fires[0]["run_id"]), 90, "the scheduled run")
     assert summary["status"] == "succeeded", summary
     assert summary["schedule"]["name"] == "sample-every-second"
     assert RunHandle(fires[0]["run_id"]).status() == "succeeded"
